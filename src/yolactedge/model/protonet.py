@@ -1,0 +1,30 @@
+"""The protonet: P3 → `mask_dim` prototype masks at twice P3's resolution, NHWC.
+
+Indices inside the Sequential match the original's `proto_net.{0,2,4,8,10}` parameter keys.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Upsample2x(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def build_protonet(in_channels: int, channels: int, mask_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        Upsample2x(), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, mask_dim, 1),
+    )
+
+
+def prototypes(protonet: nn.Sequential, p3: torch.Tensor) -> torch.Tensor:
+    """[N, C, H3, W3] → [N, 2·H3, 2·W3, mask_dim] after the ReLU prototype activation."""
+    return F.relu(protonet(p3)).permute(0, 2, 3, 1).contiguous()

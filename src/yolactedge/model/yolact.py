@@ -1,0 +1,78 @@
+"""YOLACT-Edge: backbone → split FPN → protonet + shared head → the four raw outputs of the model card."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..config import PIXEL_MEAN, PIXEL_STD, ModelConfig
+from .backbone import build_backbone
+from .fpn import FPNPhase1, FPNPhase2
+from .head import PredictionHead
+from .priors import VARIANCES, make_priors
+from .protonet import build_protonet, prototypes
+
+
+class TrainOutputs(NamedTuple):
+    """What the loss needs. A anchors, K classes with background, P prototypes."""
+
+    loc: torch.Tensor  # [N, A, 4] raw box regressions
+    conf: torch.Tensor  # [N, A, K] class logits
+    coef: torch.Tensor  # [N, A, P] tanh mask coefficients
+    priors: torch.Tensor  # [A, 4] cx, cy, w, h
+    proto: torch.Tensor  # [N, Hp, Wp, P] prototypes after ReLU
+    segm: torch.Tensor  # [N, K-1, H3, W3] semantic segmentation logits
+
+
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """loc [N, A, 4] + priors [A, 4] cx,cy,w,h → [N, A, 4] normalised x1, y1, x2, y2 (never clamped)."""
+    centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1])
+    top_left = centres - sizes / 2
+    return torch.cat((top_left, top_left + sizes), dim=-1)
+
+
+class YolactEdge(nn.Module):
+    """Input float32 [N, 3, H, W] RGB 0..255; normalisation happens inside, so exported models take raw pixels."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Registration order reproduces the original state_dict key order.
+        self.backbone = build_backbone(config.backbone)
+        self.proto_net = build_protonet(config.fpn_channels, config.proto_channels, config.mask_dim)
+        self.fpn_phase_1 = FPNPhase1(self.backbone.out_channels, config.fpn_channels)
+        self.fpn_phase_2 = FPNPhase2(config.fpn_channels)
+        self.prediction_layers = nn.ModuleList(
+            [PredictionHead(config.fpn_channels, config.num_classes, config.num_anchors, config.mask_dim)]
+        )
+        self.semantic_seg_conv = nn.Conv2d(config.fpn_channels, config.num_classes - 1, 1)
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        self._priors: dict[tuple, torch.Tensor] = {}
+
+    def priors_for(self, features: list[torch.Tensor]) -> torch.Tensor:
+        sizes = tuple(tuple(f.shape[-2:]) for f in features)
+        if sizes not in self._priors:
+            c = self.config
+            self._priors[sizes] = torch.from_numpy(make_priors(list(sizes), c.pred_scales, c.aspect_ratios, c.input_size))
+        return self._priors[sizes]
+
+    def _features(self, x: torch.Tensor):
+        x = (x - self.pixel_mean) / self.pixel_std
+        pyramid = self.fpn_phase_2(self.fpn_phase_1(self.backbone(x)))
+        head = self.prediction_layers[0]
+        loc, conf, coef = (torch.cat(parts, dim=1) for parts in zip(*(head(p) for p in pyramid)))
+        priors = self.priors_for(pyramid).to(x.device)
+        return pyramid, loc, conf, coef, priors, prototypes(self.proto_net, pyramid[0])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """→ boxes [N, A, 4] x1y1x2y2, scores [N, K-1, A] (softmax, background dropped), masks [N, A, P], proto."""
+        _, loc, conf, coef, priors, proto = self._features(x)
+        scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)
+        return decode_boxes(loc, priors), scores, coef, proto
+
+    def forward_train(self, x: torch.Tensor) -> TrainOutputs:
+        pyramid, loc, conf, coef, priors, proto = self._features(x)
+        return TrainOutputs(loc, conf, coef, priors, proto, self.semantic_seg_conv(pyramid[0]))
