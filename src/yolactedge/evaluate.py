@@ -1,0 +1,219 @@
+"""COCO box and mask mAP of any model file, with the original YOLACT evaluation protocol.
+
+Protocol: score prefilter 0.05, Fast NMS at IoU 0.5, top_k 200, at most 100 detections per image, masks
+cropped at prototype resolution then resized to the original image, RLE-encoded. Metrics come from
+pycocotools' COCOeval, never from our own arithmetic.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+PROTOCOL = dict(score_threshold=0.05, iou_threshold=0.5, nms="fast", top_k=200, max_detections=100)
+
+
+class EvaluationError(ValueError):
+    """The evaluation would be meaningless (no images, class mismatch...); the message says why."""
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, dict[str, float]]  # {"bbox": {"AP": ...}, "segm": {...}}
+    per_class: dict[str, dict[str, float]]  # {"bbox": {class_name: AP}, "segm": {...}}
+    images_evaluated: int
+    missing_images: list[str] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list, repr=False)
+    seconds_per_image: float = 0.0
+
+
+def load_ground_truth(annotation_file: str | os.PathLike):
+    """A pycocotools COCO object, with its chatter silenced and failures turned into one-line errors."""
+    from pycocotools.coco import COCO
+
+    path = Path(annotation_file)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no such annotation file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+        raise EvaluationError(f"{path}: not a COCO annotation file (needs images, annotations, categories)")
+    gt = COCO()
+    gt.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def category_mapping(class_names: tuple[str, ...] | list[str], gt) -> list[int]:
+    """Dataset category id for each model class index.
+
+    By name when every model class is a dataset category; else by position in sorted-id order when the counts
+    agree (COCO's 80 classes then get ids 1..90); else the evaluation would be meaningless and we refuse.
+    """
+    cats = sorted(gt.loadCats(gt.getCatIds()), key=lambda c: c["id"])
+    by_name = {c["name"]: c["id"] for c in cats}
+    if all(name in by_name for name in class_names):
+        return [by_name[name] for name in class_names]
+    if len(cats) == len(class_names):
+        return [c["id"] for c in cats]
+    raise EvaluationError(
+        f"the model has {len(class_names)} classes but the annotations have {len(cats)} categories "
+        "and their names do not match"
+    )
+
+
+def coco_stats(gt, results: list[dict], iou_type: str) -> tuple[dict[str, float], dict[int, float], "object"]:
+    """Run COCOeval on `results` and return the 12 summary stats by name plus AP per category id."""
+    from pycocotools.cocoeval import COCOeval
+
+    if iou_type == "segm":  # a bbox key would make loadRes take the segm area from the box
+        results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    results = copy.deepcopy(results)  # loadRes adds keys to the dicts it is given
+    if not results:
+        return {name: 0.0 for name in STAT_NAMES}, {}, None
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+    precision = evaluator.eval["precision"]  # [T, R, K, A, M]
+    per_class = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        per_class[cat_id] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return stats, per_class, evaluator
+
+
+def evaluate(
+    detector,
+    images_dir: str | os.PathLike,
+    annotation_file: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate a `yolactedge.Detector` (configured with the protocol) on a COCO-format dataset.
+
+    Images listed in the annotations but missing on disk are reported and skipped; if none is left the
+    evaluation stops with an error instead of reporting a silent 0.0 AP.
+    """
+    from tqdm import tqdm
+
+    from .runtime.images import ImageError, load_image
+
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"--limit must be at least 1, got {limit}")
+    gt = load_ground_truth(annotation_file)
+    cat_ids = category_mapping(detector.class_names, gt)
+    image_infos = sorted(gt.loadImgs(gt.getImgIds()), key=lambda i: i["id"])
+    if limit is not None:
+        image_infos = image_infos[:limit]
+    if not image_infos:
+        raise EvaluationError(f"{annotation_file}: lists no images")
+    images_dir = Path(images_dir)
+    results: list[dict] = []
+    missing: list[str] = []
+    evaluated: list[int] = []
+    seconds = 0.0
+    for info in tqdm(image_infos, desc="evaluating", unit="img", disable=not progress):
+        path = images_dir / info["file_name"]
+        try:
+            image = load_image(path)
+        except ImageError:
+            missing.append(str(path))
+            continue
+        prediction = detector(image)
+        seconds += sum(prediction.timings.values()) / 1000
+        results.extend(prediction.detections.to_coco_json(info["id"], category_ids=cat_ids))
+        evaluated.append(info["id"])
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(image_infos)} images could not be read (first: {missing[0]})", stacklevel=2)
+    if not evaluated:
+        raise EvaluationError(f"none of the {len(image_infos)} annotated images could be read under {images_dir}")
+    gt_subset = _restrict(gt, evaluated)
+    names = {cid: name for cid, name in zip(cat_ids, detector.class_names)}
+    metrics, per_class = {}, {}
+    for iou_type in ("bbox", "segm"):
+        stats, by_cat, _ = coco_stats(gt_subset, results, iou_type)
+        metrics[iou_type] = stats
+        per_class[iou_type] = {names.get(cid, str(cid)): ap for cid, ap in by_cat.items()}
+    return EvalResult(metrics, per_class, len(evaluated), missing, results, seconds / len(evaluated))
+
+
+def _restrict(gt, image_ids: list[int]):
+    """The ground truth limited to the images actually evaluated (so a --limit does not count as misses)."""
+    from pycocotools.coco import COCO
+
+    keep = set(image_ids)
+    data = gt.dataset
+    subset = COCO()
+    subset.dataset = {
+        **data,
+        "images": [i for i in data["images"] if i["id"] in keep],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        subset.createIndex()
+    return subset
+
+
+def format_metrics(result: EvalResult) -> str:
+    header = f"{'':6}" + "".join(f"{name:>8}" for name in STAT_NAMES[:6])
+    rows = [header]
+    for iou_type in ("bbox", "segm"):
+        stats = result.metrics[iou_type]
+        rows.append(f"{('box' if iou_type == 'bbox' else 'mask'):6}" + "".join(f"{stats[n]:8.3f}" for n in STAT_NAMES[:6]))
+    return "\n".join(rows)
+
+
+def write_plots(evaluator_results: EvalResult, gt, out_dir: str | os.PathLike) -> list[Path]:
+    """Precision-recall curves (AP50 and AP@[.5:.95]) and a per-class AP bar chart, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for iou_type in ("bbox", "segm"):
+        _, _, evaluator = coco_stats(gt, evaluator_results.results, iou_type)
+        if evaluator is None:
+            continue
+        precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K]
+        recall = evaluator.params.recThrs
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for t, label in ((0, "IoU 0.50"), (5, "IoU 0.75")):
+            p = precision[t].copy()
+            p[p < 0] = np.nan
+            ax.plot(recall, np.nanmean(p, axis=1), label=label)
+        ax.set(xlabel="recall", ylabel="precision", title=f"{iou_type} precision-recall (mean over classes)")
+        ax.legend()
+        path = out_dir / f"pr_{iou_type}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+        names = list(evaluator_results.per_class[iou_type])
+        values = [evaluator_results.per_class[iou_type][n] for n in names]
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names)), 4))
+        ax.bar(range(len(names)), values)
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set(ylabel="AP@[.5:.95]", title=f"{iou_type} AP per class")
+        path = out_dir / f"per_class_{iou_type}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
