@@ -25,6 +25,46 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model, verify_existing
+
+    if args.verify_only:
+        report = verify_existing(args.model, calib_seed=args.calib_seed)
+        print(report)
+        return 0
+    result = export_model(
+        args.model, args.format, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
+        calib_seed=args.calib_seed, imgsz=args.imgsz, output=args.output, target=args.target,
+        verify=not args.no_verify,
+    )
+    print(result.summary())
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import generate_dataset
+
+    if args.images < 1:
+        raise UsageError(f"--images must be at least 1, got {args.images}")
+    out = generate_dataset(args.out, args.images, seed=args.seed, image_size=args.imgsz)
+    print(f"wrote {args.images} images and {out / 'annotations.json'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.trainer import train
+
+    if args.iters is not None and args.iters < 1:
+        raise UsageError(f"--iters must be at least 1, got {args.iters}")
+    best = train(
+        args.data, config=args.config, weights=args.weights, iters=args.iters, epochs=args.epochs,
+        batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
+        val_data=args.val_data, val_every=args.val_every, num_workers=args.workers, seed=args.seed,
+    )
+    print(f"checkpoint: {best}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yolactedge",
@@ -39,6 +79,50 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a model: config, parameters, MACs, input and output shapes")
     info.add_argument("model", help="checkpoint (.pth), .onnx, .tflite, or 'demo'")
     info.set_defaults(func=_cmd_info)
+
+    export = sub.add_parser("export", help="convert a model to ONNX or (int8) TFLite, offline, and verify the result")
+    export.add_argument("model", help="checkpoint (.pth), 'demo', or (for --format tflite) a YOLACT-Edge .onnx; "
+                        "with --verify-only, an existing .tflite")
+    export.add_argument("--format", choices=("onnx", "tflite"), default="tflite")
+    export.add_argument("--precision", choices=("fp32", "fp16", "int8", "int16x8"), default=None,
+                        help="TFLite precision (default int8)")
+    export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively)")
+    export.add_argument("--calib-count", type=int, default=100)
+    export.add_argument("--calib-seed", type=int, default=1337)
+    export.add_argument("--imgsz", type=int, help="input size (default: the model's own)")
+    export.add_argument("--output", help="output file (default: beside the model)")
+    export.add_argument("--target", choices=("imx8mp", "imx93"), help="imx93 compiles for the Ethos-U65 with Vela")
+    export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
+    export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
+    export.set_defaults(func=_cmd_export)
+
+    data = sub.add_parser("data", help="datasets: generate the synthetic instance-segmentation set")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_sub.required = True
+    synth = data_sub.add_parser("synth", help="write DIR/images/*.jpg and DIR/annotations.json (COCO format)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--images", type=int, required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--imgsz", type=int, default=320)
+    synth.set_defaults(func=_cmd_data_synth)
+
+    train = sub.add_parser("train", help="train on a COCO-format dataset (also under torchrun for DDP)")
+    train.add_argument("--data", required=True, help="dataset folder (images/ + annotations.json) or ANN.json")
+    train.add_argument("--config", default="yolact_edge_demo", help="preset name (see yolactedge info --presets)")
+    train.add_argument("--weights", help="checkpoint to fine-tune from (class layers re-initialised if needed)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int)
+    length.add_argument("--epochs", type=float)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--imgsz", type=int)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--out", default="runs/train")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
+    train.add_argument("--val-data", help="dataset for periodic validation mAP")
+    train.add_argument("--val-every", type=int)
+    train.add_argument("--workers", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
