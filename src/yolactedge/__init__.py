@@ -10,6 +10,11 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Detector": "yolactedge.runtime",
+    "Prediction": "yolactedge.runtime",
+    "postprocess": "yolactedge.postprocess",
+    "Detections": "yolactedge.postprocess",
+    "draw_detections": "yolactedge.visualize",
     "build_model": "yolactedge.model.build",
     "load_model": "yolactedge.model.build",
     "save_checkpoint": "yolactedge.model.checkpoint",

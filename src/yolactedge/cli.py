@@ -65,6 +65,87 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detector(args: argparse.Namespace, **options):
+    from .runtime import Detector
+
+    return Detector(args.model, backend=args.backend, num_threads=args.threads, delegate=args.delegate, **options)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .config import COCO_CATEGORY_IDS, COCO_CLASSES
+    from .predict import predict
+
+    detector = _detector(
+        args, score_threshold=args.conf, nms=args.nms, max_detections=args.max_det, iou_threshold=args.iou
+    )
+    category_ids = list(COCO_CATEGORY_IDS) if detector.class_names == COCO_CLASSES else None
+    report = predict(args.source, detector, out_dir=args.out, save_json=args.save_json, draw=not args.no_draw,
+                     category_ids=category_ids)
+    median = sorted(report.inference_ms)[len(report.inference_ms) // 2] if report.inference_ms else 0.0
+    print(f"{report.images} images, {report.detections} detections, median inference {median:.1f} ms"
+          + (f"; annotated output in {args.out}" if report.written else ""))
+    if report.failed:
+        print(f"error: {len(report.failed)} inputs could not be read (first: {report.failed[0]})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_val(args: argparse.Namespace) -> int:
+    from .evaluate import PROTOCOL, evaluate, format_metrics, load_ground_truth, write_plots
+
+    options = {**PROTOCOL, "score_threshold": args.conf}
+    detector = _detector(args, **options)
+    result = evaluate(detector, args.images, args.annotations, limit=args.limit)
+    print(f"{result.images_evaluated} images, {len(result.results)} detections")
+    print(format_metrics(result))
+    if args.save_json:
+        _write_json(args.save_json, result.results)
+    if args.metrics_out:
+        _write_json(args.metrics_out, {**result.metrics, "per_class": result.per_class,
+                                       "images": result.images_evaluated, "missing_images": result.missing_images})
+    if args.plots:
+        for path in write_plots(result, load_ground_truth(args.annotations), args.plots):
+            print(f"plot: {path}")
+    return 1 if result.missing_images else 0
+
+
+def _write_json(path: str, payload) -> None:
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, target)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import benchmark
+
+    threads = _int_list(args.threads, "--threads")
+    rows = benchmark(args.model, threads=threads, runs=args.runs, warmup=args.warmup, image=args.image,
+                     delegate=args.delegate)
+    if args.json_out:
+        _write_json(args.json_out, [r.to_dict() for r in rows])
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluate import compare, format_compare
+
+    rows = compare(args.model, args.images, args.annotations, limit=args.limit, num_threads=args.threads)
+    print(format_compare(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yolactedge",
@@ -123,6 +204,54 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=0)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
+
+    def runtime_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "litert"))
+        p.add_argument("--threads", type=int, help="CPU threads of the runtime")
+        p.add_argument("--delegate", help="LiteRT external delegate library, e.g. /usr/lib/libvx_delegate.so")
+
+    predict = sub.add_parser("predict", help="detect in images, folders, globs, videos or a camera index")
+    predict.add_argument("source", nargs="+", help="image files, folders, globs, video files, or a camera index")
+    predict.add_argument("--model", default="demo", help="model file (.pth/.onnx/.tflite) or 'demo' (default)")
+    predict.add_argument("--out", default="runs/predict", help="folder for annotated images/videos")
+    predict.add_argument("--save-json", help="write COCO results (RLE masks) to this file")
+    predict.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
+    predict.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold")
+    predict.add_argument("--nms", default="fast", choices=("fast", "standard", "class_agnostic"))
+    predict.add_argument("--max-det", type=int, default=100)
+    predict.add_argument("--no-draw", action="store_true", help="do not write annotated images")
+    runtime_options(predict)
+    predict.set_defaults(func=_cmd_predict)
+
+    val = sub.add_parser("val", help="COCO box and mask mAP with the original YOLACT protocol")
+    val.add_argument("--model", default="demo")
+    val.add_argument("--images", required=True, help="folder the annotations' file_name entries are relative to")
+    val.add_argument("--annotations", required=True, help="COCO-format annotation JSON")
+    val.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
+    val.add_argument("--conf", type=float, default=0.05, help="score prefilter (protocol: 0.05)")
+    val.add_argument("--save-json", help="write the COCO results JSON")
+    val.add_argument("--metrics-out", help="write {bbox: {AP...}, segm: {...}} JSON")
+    val.add_argument("--plots", help="folder for precision-recall and per-class AP plots (PNG)")
+    runtime_options(val)
+    val.set_defaults(func=_cmd_val)
+
+    bench = sub.add_parser("bench", help="latency per stage, per thread count, like benchmark_model")
+    bench.add_argument("--model", nargs="+", default=["demo"])
+    bench.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 1,2,4")
+    bench.add_argument("--runs", type=int, default=50)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--image", help="image to run on (default: a synthetic 1920x1080 scene)")
+    bench.add_argument("--delegate", help="LiteRT external delegate library")
+    bench.add_argument("--json-out", help="write the rows as JSON")
+    bench.set_defaults(func=_cmd_bench)
+
+    comp = sub.add_parser("compare", help="AP and latency of several files of one model, with the drop vs the first")
+    comp.add_argument("--model", action="append", required=True, help="repeat: --model a.pth --model b.tflite")
+    comp.add_argument("--images", required=True)
+    comp.add_argument("--annotations", required=True)
+    comp.add_argument("--limit", type=int)
+    comp.add_argument("--threads", type=int)
+    comp.set_defaults(func=_cmd_compare)
     return parser
 
 

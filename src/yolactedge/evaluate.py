@@ -217,3 +217,61 @@ def write_plots(evaluator_results: EvalResult, gt, out_dir: str | os.PathLike) -
         plt.close(fig)
         written.append(path)
     return written
+
+
+@dataclass
+class CompareRow:
+    model: str
+    backend: str
+    size_mb: float
+    box_ap: float
+    mask_ap: float
+    inference_ms: float
+
+
+def compare(models: list[str], images_dir, annotation_file, *, limit: int | None = None, backend: str = "auto",
+            num_threads: int | None = None, progress: bool = True) -> list[CompareRow]:
+    """Evaluate several files of one model under the same protocol: the int8 accuracy report."""
+    import statistics
+
+    from .assets import resolve_model_path
+    from .runtime import Detector
+
+    if len(models) < 1:
+        raise EvaluationError("give at least one --model")
+    rows = []
+    for model in models:
+        detector = Detector(model, backend=backend, num_threads=num_threads, **PROTOCOL)
+        timed = _TimedDetector(detector)
+        result = evaluate(timed, images_dir, annotation_file, limit=limit, progress=progress)
+        rows.append(CompareRow(
+            model=str(model), backend=detector.backend.name, size_mb=resolve_model_path(model).stat().st_size / 1e6,
+            box_ap=result.metrics["bbox"]["AP"], mask_ap=result.metrics["segm"]["AP"],
+            inference_ms=statistics.median(timed.inference_ms),
+        ))
+    return rows
+
+
+class _TimedDetector:
+    """Passes predictions through and keeps the inference times, for the latency column."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.class_names = detector.class_names
+        self.inference_ms: list[float] = []
+
+    def __call__(self, image):
+        prediction = self.detector(image)
+        self.inference_ms.append(prediction.timings["inference"])
+        return prediction
+
+
+def format_compare(rows: list[CompareRow]) -> str:
+    base = rows[0]
+    lines = [f"{'model':<40}{'backend':<12}{'MB':>7}{'box AP':>9}{'Δ':>8}{'mask AP':>9}{'Δ':>8}{'infer ms':>10}"]
+    for r in rows:
+        lines.append(
+            f"{Path(r.model).name[:39]:<40}{r.backend:<12}{r.size_mb:>7.1f}{r.box_ap:>9.4f}{r.box_ap - base.box_ap:>+8.4f}"
+            f"{r.mask_ap:>9.4f}{r.mask_ap - base.mask_ap:>+8.4f}{r.inference_ms:>10.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""LiteRT (TensorFlow Lite) backend: fp32, fp16, int8 and int16x8 .tflite files, XNNPACK or an external delegate.
+
+The interpreter comes from `ai_edge_litert` (else `tflite_runtime`, which embedded Linux images such as NXP's
+ship). Inputs and outputs are read through the model's signature (keys boxes/scores/masks/proto as our exporter
+writes them), else the plain tensor list; either way the roles are found by name, else by shape, never by index.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .detector import (
+    RAW_OUTPUTS, Backend, InputSpec, ModelError, RawOutputs, dequantize, match_outputs, one_line,
+    parse_class_names,
+)
+
+
+def _interpreter_module():
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+        try:
+            return __import__(module, fromlist=["Interpreter"])
+        except ImportError:
+            continue
+    raise ImportError("the litert backend needs ai-edge-litert (or tflite_runtime): pip install 'yolactedge[litert]'")
+
+
+class LiteRTBackend(Backend):
+    """num_threads: XNNPACK/interpreter threads. delegate: path (or library name) of an external delegate such as
+    i.MX 8M Plus's libvx_delegate.so; without one, LiteRT's default XNNPACK CPU delegate is used."""
+
+    name = "litert"
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None,
+                 delegate: str | os.PathLike | None = None) -> None:
+        lite = _interpreter_module()
+        self.path = os.fspath(path)
+        self.delegate = os.fspath(delegate) if delegate is not None else None
+        delegates = [self._load_delegate(lite, self.delegate)] if self.delegate else None
+        try:
+            self.interpreter = lite.Interpreter(model_path=self.path, num_threads=num_threads,
+                                                experimental_delegates=delegates)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path}: not a readable TFLite model ({one_line(exc)})") from None
+        try:
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:  # e.g. an op the runtime or the delegate cannot prepare
+            hint = "; it needs its delegate (delegate=...)" if "custom op" in str(exc) and not delegates else ""
+            raise ModelError(f"{self.path}: LiteRT cannot prepare this model ({one_line(exc)}){hint}") from None
+
+        signatures = self.interpreter.get_signature_list()
+        if signatures:
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            self._runner = self.interpreter.get_signature_runner(key)
+            inputs, outputs = self._runner.get_input_details(), self._runner.get_output_details()
+        else:  # no signature: the tensors' own names
+            self._runner = None
+            inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+            outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path}: has {len(inputs)} inputs; a YOLACT-Edge model has one image input")
+        (input_name, detail), = inputs.items()
+        scale, zero_point = detail["quantization"]
+        self.input_spec = InputSpec.from_shape(input_name, list(detail["shape"]), detail["dtype"], self.path,
+                                               scale=scale, zero_point=zero_point)
+        self._input_index = detail["index"]
+
+        mapping = match_outputs({name: d["shape"] for name, d in outputs.items()}, self.path)
+        chosen = {role: outputs[mapping[role]] for role in RAW_OUTPUTS}
+        # (signature key or tensor name, tensor index, scale, zero point) per role, in RAW_OUTPUTS order
+        self._outputs = [(mapping[role], d["index"], *d["quantization"]) for role, d in chosen.items()]
+        self.output_info = {role: (mapping[role], tuple(int(n) for n in d["shape"]), np.dtype(d["dtype"]).name)
+                            for role, d in chosen.items()}
+        num_classes = self.output_info["scores"][1][1]
+        self.class_names = parse_class_names(self._sidecar_class_names(), num_classes, self.path)
+
+    @staticmethod
+    def _load_delegate(lite, delegate: str):
+        # Probe with ctypes first: load_delegate's own failure paths also print a stray traceback from __del__.
+        try:
+            library = ctypes.CDLL(delegate)
+        except OSError as exc:
+            raise ModelError(f"cannot load delegate {delegate}: {one_line(exc)}") from None
+        if not hasattr(library, "tflite_plugin_create_delegate"):
+            raise ModelError(f"cannot load delegate {delegate}: not a TFLite external delegate "
+                             f"(no tflite_plugin_create_delegate symbol)")
+        try:
+            return lite.load_delegate(delegate)
+        except (ValueError, OSError, RuntimeError, AttributeError) as exc:
+            raise ModelError(f"cannot load delegate {delegate}: {one_line(exc)}") from None
+
+    def _sidecar_class_names(self) -> list | None:
+        """The class names in `<model>.json` (key `class_names`, or `config.class_names`), if any."""
+        sidecar = Path(self.path).with_suffix(".json")
+        if not sidecar.is_file():
+            return None
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            names = data.get("class_names", data.get("config", {}).get("class_names"))
+        except (OSError, ValueError, AttributeError) as exc:
+            warnings.warn(f"{sidecar}: ignoring unreadable sidecar ({one_line(exc)})", stacklevel=3)
+            return None
+        return names
+
+    def invoke(self, tensor: np.ndarray) -> RawOutputs:
+        if self._runner is not None:
+            results = self._runner(**{self.input_spec.name: tensor})
+            return RawOutputs(*(dequantize(results[name], scale, zero_point)
+                                for name, _, scale, zero_point in self._outputs))
+        self.interpreter.set_tensor(self._input_index, tensor)
+        self.interpreter.invoke()
+        return RawOutputs(*(dequantize(self.interpreter.get_tensor(index), scale, zero_point)
+                            for _, index, scale, zero_point in self._outputs))
