@@ -146,6 +146,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.model, args.source, out_dir=args.out, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yolactedge",
@@ -156,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"yolactedge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    demo = sub.add_parser("demo", help="the demo model, int8 TFLite built and cached, on the sample images")
+    demo.add_argument("--model", default="demo", help="checkpoint (.pth) or an exported .onnx/.tflite")
+    demo.add_argument("--source", help="image, folder, glob or video (default: the shipped samples)")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--threads", type=int)
+    demo.set_defaults(func=_cmd_demo)
 
     info = sub.add_parser("info", help="describe a model: config, parameters, MACs, input and output shapes")
     info.add_argument("model", help="checkpoint (.pth), .onnx, .tflite, or 'demo'")
