@@ -1,0 +1,148 @@
+"""The evaluation protocol on crafted detections with known AP, the category-id mapping and bad inputs."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from yolactedge.evaluate import EvaluationError, category_mapping, evaluate, load_ground_truth
+from yolactedge.postprocess import Detections
+from yolactedge.runtime import Prediction
+
+SIZE = (60, 80)  # H, W
+# Two images; category ids deliberately not contiguous and not starting at 1.
+GT_BOXES = {1: [(3, 10, 10, 30, 40)], 2: [(7, 40, 5, 75, 30), (3, 5, 35, 25, 55)]}  # id: (cat, x1, y1, x2, y2)
+CATEGORIES = [{"id": 3, "name": "square"}, {"id": 7, "name": "circle"}]
+
+
+def box_mask(x1, y1, x2, y2) -> np.ndarray:
+    mask = np.zeros(SIZE, dtype=bool)
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    images, annotations = [], []
+    for image_id, objects in GT_BOXES.items():
+        name = f"img{image_id}.png"
+        cv2.imwrite(str(tmp_path / name), np.full((*SIZE, 3), 128, np.uint8))
+        images.append({"id": image_id, "file_name": name, "height": SIZE[0], "width": SIZE[1]})
+        for cat, x1, y1, x2, y2 in objects:
+            rle = mask_utils.encode(np.asfortranarray(box_mask(x1, y1, x2, y2).astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode()
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                "segmentation": rle, "iscrowd": 0})
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return tmp_path, path
+
+
+class ScriptedDetector:
+    """Returns prepared detections image by image (the images are identical grey frames)."""
+
+    class_names = ("circle", "square")  # model order differs from the dataset's id order on purpose
+
+    def __init__(self, per_image: list[list[tuple]]) -> None:
+        self.queue = list(per_image)
+
+    def __call__(self, image):
+        objects = self.queue.pop(0)
+        boxes = np.array([o[1:5] for o in objects], np.float32).reshape(-1, 4)
+        masks = np.array([box_mask(*o[1:5]) for o in objects]).reshape(-1, *SIZE)
+        scores = [o[5] for o in objects]
+        class_ids = [self.class_names.index({3: "square", 7: "circle"}[o[0]]) for o in objects]
+        detections = Detections.from_masks(boxes, scores, class_ids, masks)
+        return Prediction(detections, {"preprocess": 0.0, "inference": 1.0, "postprocess": 0.0}, SIZE, self.class_names)
+
+
+def perfect() -> list[list[tuple]]:
+    return [[(*obj, 0.9) for obj in GT_BOXES[i]] for i in sorted(GT_BOXES)]
+
+
+def test_perfect_detections_score_one(dataset):
+    folder, ann = dataset
+    result = evaluate(ScriptedDetector(perfect()), folder, ann, progress=False)
+    assert result.metrics["bbox"]["AP"] == pytest.approx(1.0)
+    assert result.metrics["segm"]["AP"] == pytest.approx(1.0)
+    assert {r["category_id"] for r in result.results} == {3, 7}
+
+
+def test_a_better_scored_false_positive_halves_ap(dataset):
+    folder, ann = dataset
+    script = perfect()
+    script[0].insert(0, (3, 50, 5, 70, 25, 0.95))  # a square where there is none, ranked first
+    result = evaluate(ScriptedDetector(script), folder, ann, progress=False)
+    # square: 2 GT; ranks FP, TP, TP → precision envelope 2/3 at every recall → AP 0.667; circle AP 1.0.
+    expected = (2 / 3 + 1.0) / 2
+    assert result.metrics["bbox"]["AP"] == pytest.approx(expected, abs=1e-3)
+    assert result.per_class["bbox"]["square"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_numbers_equal_pycocotools_on_the_written_results(dataset):
+    folder, ann = dataset
+    script = perfect()
+    script[1][0] = (7, 42, 8, 75, 30, 0.6)  # a loosely placed circle
+    result = evaluate(ScriptedDetector(script), folder, ann, progress=False)
+    gt = load_ground_truth(ann)
+    for iou_type in ("bbox", "segm"):
+        results = result.results if iou_type == "bbox" else [{k: v for k, v in r.items() if k != "bbox"} for r in result.results]
+        with contextlib.redirect_stdout(io.StringIO()):
+            e = COCOeval(gt, gt.loadRes(json.loads(json.dumps(results))), iou_type)
+            e.evaluate(), e.accumulate(), e.summarize()
+        assert result.metrics[iou_type]["AP"] == pytest.approx(e.stats[0], abs=1e-12)
+        assert result.metrics[iou_type]["AP75"] == pytest.approx(e.stats[2], abs=1e-12)
+
+
+def test_category_mapping_by_name_by_count_and_refused(dataset):
+    _, ann = dataset
+    gt = load_ground_truth(ann)
+    assert category_mapping(("circle", "square"), gt) == [7, 3]
+    assert category_mapping(("a", "b"), gt) == [3, 7]  # same count: sorted-id order
+    with pytest.raises(EvaluationError, match="3 classes but the annotations have 2"):
+        category_mapping(("a", "b", "c"), gt)
+
+
+def test_coco_80_classes_map_to_ids_up_to_90():
+    from yolactedge.config import COCO_CATEGORY_IDS, COCO_CLASSES
+
+    gt = COCO()
+    gt.dataset = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in zip(COCO_CATEGORY_IDS, COCO_CLASSES)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    mapping = category_mapping(COCO_CLASSES, gt)
+    assert mapping[0] == 1 and mapping[-1] == 90 and len(set(mapping)) == 80
+
+
+def test_missing_images_are_reported_and_the_rest_evaluated(dataset):
+    folder, ann = dataset
+    (folder / "img2.png").unlink()
+    with pytest.warns(UserWarning, match="1 of 2 images could not be read"):
+        result = evaluate(ScriptedDetector(perfect()), folder, ann, progress=False)
+    assert result.images_evaluated == 1 and len(result.missing_images) == 1
+    assert result.metrics["bbox"]["AP"] == pytest.approx(1.0)  # only image 1's ground truth counts
+
+
+def test_bad_inputs_are_refused(dataset, tmp_path):
+    folder, ann = dataset
+    with pytest.raises(EvaluationError, match="at least 1"):
+        evaluate(ScriptedDetector(perfect()), folder, ann, limit=0, progress=False)
+    with pytest.raises(EvaluationError, match="no such annotation file"):
+        evaluate(ScriptedDetector(perfect()), folder, tmp_path / "nope.json", progress=False)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(EvaluationError, match="not valid JSON"):
+        evaluate(ScriptedDetector(perfect()), folder, tmp_path / "bad.json", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvaluationError, match="none of the 2 annotated images"):
+        with pytest.warns(UserWarning):
+            evaluate(ScriptedDetector(perfect()), empty, ann, progress=False)
