@@ -1,0 +1,99 @@
+"""The CLI: every bad input ends in one `error:` line and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from yolactedge import __version__, build_model, save_checkpoint
+from yolactedge.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    return save_checkpoint(build_model("yolact_edge_demo", input_size=96), folder / "tiny.pth")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, fragment):
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--no-such-option"])
+    assert exit_info.value.code == 2
+
+
+def test_info_describes_a_checkpoint(capsys, tiny_checkpoint):
+    code, out, _ = run(capsys, "info", str(tiny_checkpoint))
+    assert code == 0
+    assert "mobilenetv2" in out and "classes     6 (circle" in out
+    assert "output      scores  float32 [1, 6, " in out
+
+
+@pytest.mark.parametrize("content, fragment", [(None, "no such model file"), (b"garbage", "not a PyTorch checkpoint")])
+def test_info_bad_files(capsys, tmp_path, content, fragment):
+    path = tmp_path / "model.pth"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = run(capsys, "info", str(path))
+    assert_one_line_error(code, err, fragment)
+
+
+def test_predict_skips_unreadable_images_and_fails_at_the_end(capsys, tmp_path, tiny_checkpoint):
+    images = tmp_path / "in put ü"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((40, 60, 3), 90, np.uint8))
+    (images / "b.jpg").write_bytes(b"not a jpeg")
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "predict", str(images), "--model", str(tiny_checkpoint), "--out", str(out_dir),
+                         "--save-json", str(tmp_path / "res.json"))
+    assert_one_line_error(code, err, "1 inputs could not be read")
+    assert (out_dir / "a.jpg").is_file()
+    assert (tmp_path / "res.json").is_file()
+    assert "1 images" in out
+
+
+def test_predict_missing_source_and_model(capsys, tmp_path, tiny_checkpoint):
+    code, _, err = run(capsys, "predict", str(tmp_path / "nothing.jpg"), "--model", str(tiny_checkpoint))
+    assert code != 0 and "Traceback" not in err
+    code, _, err = run(capsys, "predict", str(tmp_path), "--model", str(tmp_path / "missing.onnx"))
+    assert code != 0 and "Traceback" not in err
+
+
+def test_val_refuses_limit_zero(capsys, tmp_path, tiny_checkpoint):
+    ann = tmp_path / "ann.json"
+    ann.write_text('{"images": [], "annotations": [], "categories": []}')
+    code, _, err = run(capsys, "val", "--model", str(tiny_checkpoint), "--images", str(tmp_path),
+                       "--annotations", str(ann), "--limit", "0")
+    assert_one_line_error(code, err, "at least 1")
+
+
+def test_export_refuses_unsupported_pairs(capsys, tiny_checkpoint):
+    code, _, err = run(capsys, "export", str(tiny_checkpoint), "--format", "onnx", "--precision", "int8")
+    assert code != 0 and "Traceback" not in err and err.startswith("error")
+    code, _, err = run(capsys, "export", str(tiny_checkpoint), "--precision", "fp32", "--target", "imx93")
+    assert code != 0 and "Traceback" not in err and err.startswith("error")
+
+
+def test_bench_and_synth_bad_numbers(capsys, tmp_path, tiny_checkpoint):
+    code, _, err = run(capsys, "bench", "--model", str(tmp_path / "none.tflite"))
+    assert_one_line_error(code, err, "no such model file")
+    code, _, err = run(capsys, "bench", "--model", str(tiny_checkpoint), "--threads", "two")
+    assert_one_line_error(code, err, "comma-separated integers")
+    code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "d"), "--images", "0")
+    assert_one_line_error(code, err, "at least 1")
