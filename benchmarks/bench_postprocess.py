@@ -81,6 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="timed runs per stage (median and min are reported)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-runs", type=int, default=5,
+                        help="timed forwards of the full MobileNetV2 model (ONNX Runtime fp32, 2 threads); 0 skips it")
     args = parser.parse_args()
 
     raw = make_raw_outputs(args.seed)
@@ -113,9 +115,37 @@ def main() -> None:
           f"{args.runs} runs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'stage':<38}{'median ms':>10}{'min ms':>8}")
     print("-" * 56)
+    measured = {}
     for name, fn in rows:
         median, best = _time_ms(fn, args.runs)
+        measured[name] = median
         print(f"{name:<38}{median:>10.2f}{best:>8.2f}")
+    if args.model_runs > 0:
+        model_ms, best = _time_ms(model_inference(), args.model_runs)
+        print(f"{'MobileNetV2 550 inference (ORT fp32)':<38}{model_ms:>10.2f}{best:>8.2f}")
+        ratio = measured["postprocess + draw"] / model_ms
+        print(f"postprocess + draw = {ratio:.3f} x model inference (goal: at most 0.1)")
+
+
+def model_inference():
+    """A callable running the full-size MobileNetV2 YOLACT-Edge once in ONNX Runtime (2 threads)."""
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    from yolactedge import build_model
+
+    model = build_model("yolact_edge_mobilenetv2")
+    path = os.path.join(tempfile.mkdtemp(), "mbv2.onnx")
+    torch.onnx.export(model, torch.zeros(1, 3, 550, 550), path, dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["boxes", "scores", "masks", "proto"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    frame = np.random.default_rng(0).uniform(0, 255, (1, 3, 550, 550)).astype(np.float32)
+    session.run(None, {"input": frame})
+    return lambda: session.run(None, {"input": frame})
 
 
 if __name__ == "__main__":
