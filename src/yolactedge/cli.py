@@ -51,6 +51,21 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _map_validation(data: str, limit: int | None):
+    """Periodic validation by COCO mAP: the model is evaluated as it is, through the torch backend."""
+    from .evaluate import PROTOCOL, evaluate
+    from .runtime import Detector
+    from .train.trainer import resolve_data
+
+    images, annotations = resolve_data(data)
+
+    def validate(model) -> dict[str, float]:
+        result = evaluate(Detector(model, **PROTOCOL), images, annotations, limit=limit, progress=False)
+        return {"mask_AP": result.metrics["segm"]["AP"], "box_AP": result.metrics["bbox"]["AP"]}
+
+    return validate
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
@@ -59,7 +74,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     best = train(
         args.data, config=args.config, weights=args.weights, iters=args.iters, epochs=args.epochs,
         batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
-        val_data=args.val_data, val_every=args.val_every, num_workers=args.workers, seed=args.seed,
+        val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
+        val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
+        threads=args.threads,
     )
     print(f"checkpoint: {best}")
     return 0
@@ -215,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")
     train.add_argument("--val-every", type=int)
+    train.add_argument("--val-limit", type=int, help="validate on the first N images only")
+    train.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     train.add_argument("--workers", type=int, default=0)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
