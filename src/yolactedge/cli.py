@@ -26,11 +26,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model, verify_existing
+    from .export import export_model, verify_tflite
 
     if args.verify_only:
-        report = verify_existing(args.model, calib_seed=args.calib_seed)
-        print(report)
+        if not args.reference:
+            raise UsageError("--verify-only needs --reference: the float checkpoint or .onnx the file came from")
+        verify_tflite(args.model, args.reference)
         return 0
     result = export_model(
         args.model, args.format, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--target", choices=("imx8mp", "imx93"), help="imx93 compiles for the Ethos-U65 with Vela")
     export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
     export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
+    export.add_argument("--reference", help="with --verify-only: the float checkpoint, 'demo' or .onnx to compare with")
     export.set_defaults(func=_cmd_export)
 
     data = sub.add_parser("data", help="datasets: generate the synthetic instance-segmentation set")

@@ -101,6 +101,19 @@ PRESETS: dict[str, ModelConfig] = {
 DEFAULT_PRESET = "yolact_edge_mobilenetv2"
 
 
+def config_to_dict(config: ModelConfig) -> dict:
+    data = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(data) - fields
+    if unknown:
+        raise ValueError(f"unknown config fields {sorted(unknown)}")
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 def list_presets() -> list[str]:
     return sorted(PRESETS)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import COCO_CLASSES, DEMO_CLASSES, ModelConfig, get_preset
+from ..config import COCO_CLASSES, DEMO_CLASSES, ModelConfig, config_from_dict, config_to_dict, get_preset
 from .backbone import RESNET_BLOCKS
 from .yolact import YolactEdge
 
@@ -125,19 +125,6 @@ def infer_config(state_dict: dict[str, torch.Tensor], input_size: int = 550) -> 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
-
-
-def config_to_dict(config: ModelConfig) -> dict:
-    data = dataclasses.asdict(config)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-
-
-def config_from_dict(data: dict) -> ModelConfig:
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = set(data) - fields
-    if unknown:
-        raise CheckpointError(f"unknown config fields {sorted(unknown)}")
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def read_sidecar(path: str | os.PathLike) -> ModelConfig | None:

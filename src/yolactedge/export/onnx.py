@@ -1,0 +1,331 @@
+"""PyTorch → ONNX: legacy TorchScript exporter (opset 17), onnxsim, metadata, checked with onnxruntime.
+
+The file has input `input` float32 [1, 3, H, W] RGB 0..255 (normalisation is inside the graph) and outputs
+`boxes` [1, A, 4], `scores` [1, C, A], `masks` [1, A, P], `proto` [1, Hp, Wp, P] (at 550 with 81 classes:
+[1,19248,4], [1,80,19248], [1,19248,32], [1,138,138,32]). Metadata props carry the class names (JSON), the input
+size, the preset name, the whole config (JSON) and the yolactedge version.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ONNX_OUTPUT_ORDER, ExportError
+
+OPSET = 17
+ONNX_TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, per output
+CHECK_SEED = 20240617
+
+
+@dataclass
+class ModelSource:
+    """A model to export: a PyTorch module, or an existing YOLACT-Edge ONNX file (TFLite export only)."""
+
+    config: Any  # ModelConfig
+    input_size: int
+    module: Any = None  # YolactEdge in eval mode
+    onnx_path: Path | None = None
+    origin: str = ""
+    simplified: bool = False  # the ONNX file already went through onnxsim (ours always do)
+
+
+def resolve_model(model: Any, imgsz: int | None = None) -> ModelSource:
+    """A `YolactEdge`, a checkpoint path, "demo" or a .onnx path → ModelSource at input size `imgsz`."""
+    if imgsz is not None and (not isinstance(imgsz, int) or imgsz < 32):
+        raise ExportError(f"--imgsz must be an integer of at least 32, got {imgsz!r}")
+    from ..model.yolact import YolactEdge
+
+    if isinstance(model, YolactEdge):
+        module = with_input_size(model, imgsz)
+        return ModelSource(module.config, module.config.input_size, module=module, origin=module.config.name)
+    if not isinstance(model, (str, os.PathLike)):
+        raise ExportError(f"cannot export a {type(model).__name__}: give a YolactEdge model, a checkpoint or an ONNX file")
+    if str(model) != "demo" and not Path(model).is_file():
+        raise ExportError(f"{model}: no such file")
+    if str(model).lower().endswith(".onnx"):
+        info = inspect_onnx(model)
+        if imgsz is not None and imgsz != info["input_size"]:
+            raise ExportError(
+                f"{model}: the ONNX input is {info['input_size']}x{info['input_size']}; --imgsz {imgsz} needs the checkpoint"
+            )
+        return ModelSource(info["config"], info["input_size"], onnx_path=Path(model), origin=str(model),
+                           simplified="yolactedge_version" in info["metadata"])
+    from ..model.build import load_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "N keys unused" for video checkpoints: harmless for export
+            module = load_model(model)
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        raise ExportError(_one_line(exc)) from None
+    module = with_input_size(module, imgsz)
+    return ModelSource(module.config, module.config.input_size, module=module, origin=str(model))
+
+
+def with_input_size(module, size: int | None):
+    """The same weights at another input size; anchor scales follow the size, as `build_model` does."""
+    from ..model.yolact import YolactEdge
+
+    config = module.config
+    if size is None or size == config.input_size:
+        return module.eval()
+    scale = size / config.input_size
+    try:
+        new_config = config.replace(input_size=size, pred_scales=tuple(round(s * scale) for s in config.pred_scales))
+    except ValueError as exc:
+        raise ExportError(_one_line(exc)) from None
+    resized = YolactEdge(new_config)
+    resized.load_state_dict(module.state_dict())
+    return resized.eval()
+
+
+def check_images(size: int, count: int = 2, seed: int = CHECK_SEED) -> np.ndarray:
+    """Real-looking test images (synthetic renders) as float32 NHWC 0..255."""
+    from .calibration import synthetic_images
+
+    return synthetic_images(count, seed, size, progress=False).astype(np.float32)
+
+
+def export_onnx(
+    model,
+    output: str | os.PathLike,
+    *,
+    opset: int = OPSET,
+    simplify: bool = True,
+    check: bool = True,
+    check_count: int = 2,
+    tolerance: float = ONNX_TOLERANCE,
+    progress: bool = True,
+) -> dict:
+    """Write `model` (a YolactEdge) to `output` atomically; → {"inputs", "outputs", "check", "simplified"}.
+
+    The file appears only after onnxruntime reproduced PyTorch within `tolerance` (max abs error relative to each
+    output's largest magnitude) on `check_count` synthetic images; otherwise ExportError and nothing is written.
+    """
+    import onnx
+    import torch
+
+    model = model.eval()
+    output = Path(output)
+    size = model.config.input_size
+    images = check_images(size, max(1, check_count))
+    example = torch.from_numpy(images[:1].transpose(0, 3, 1, 2).copy())
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
+        try:
+            torch.onnx.export(
+                model, (example,), buffer, dynamo=False, opset_version=opset, input_names=["input"],
+                output_names=list(ONNX_OUTPUT_ORDER), do_constant_folding=True,
+            )
+        except Exception as exc:  # the tracer raises assorted types
+            raise ExportError(f"ONNX export failed: {_one_line(exc)}") from None
+    proto = onnx.load_from_string(buffer.getvalue())
+    simplified = False
+    if simplify:
+        proto, simplified = _simplify(proto)
+    _set_metadata(proto, model.config)
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        info = inspect_onnx(tmp, name=output.name)
+        report = None
+        if check:
+            report = compare_with_torch(tmp, model, images)
+            if progress:
+                errors = ", ".join(f"{k} {v:.1e}" for k, v in report["relative_error"].items())
+                print(f"  onnxruntime vs PyTorch, max relative error: {report['max_relative_error']:.2e} ({errors})")
+            if not report["max_relative_error"] <= tolerance:
+                raise ExportError(
+                    f"ONNX check failed: onnxruntime differs from PyTorch by {report['max_relative_error']:.2e} "
+                    f"(relative, limit {tolerance:.0e})"
+                )
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+
+
+def _simplify(proto):
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(proto)
+    except Exception as exc:  # onnxsim failing is not fatal: the unsimplified graph is valid
+        warnings.warn(f"onnxsim failed ({_one_line(exc)}); keeping the unsimplified graph", stacklevel=3)
+        return proto, False
+    if not ok:
+        warnings.warn("onnxsim could not validate the simplified graph; keeping the unsimplified one", stacklevel=3)
+        return proto, False
+    return simplified, True
+
+
+def _set_metadata(proto, config) -> None:
+    import onnx
+
+    from .. import __version__
+    from ..model.checkpoint import config_to_dict
+
+    props = {
+        "yolactedge_version": __version__,
+        "preset": config.name,
+        "input_size": str(config.input_size),
+        "input_format": "float32 [1,3,H,W] RGB 0..255 (normalised inside)",
+        "class_names": json.dumps(list(config.class_names)),
+        "num_classes": str(config.num_classes),
+        "config": json.dumps(config_to_dict(config)),
+    }
+    onnx.helper.set_model_props(proto, props)
+    proto.producer_name = "yolactedge"
+    proto.producer_version = __version__
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def inspect_onnx(path: str | os.PathLike, *, name: str | None = None) -> dict:
+    """Check that a file is a YOLACT-Edge ONNX model; → inputs, outputs, input_size, config, metadata.
+
+    Raises ExportError (one line) for anything else: unreadable files and other networks.
+    """
+    import onnx
+
+    label = name or str(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"{label}: not a readable ONNX file ({_one_line(exc)[:120]})") from None
+    graph = proto.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [_value_info(v) for v in graph.input if v.name not in initializers]
+    outputs = [_value_info(v) for v in graph.output]
+    names = [o["name"] for o in outputs]
+    if sorted(names) != sorted(ONNX_OUTPUT_ORDER) or len(inputs) != 1:
+        raise ExportError(
+            f"{label}: not a YOLACT-Edge ONNX model (inputs {[i['name'] for i in inputs]}, outputs {names}; "
+            f"expected one input and outputs {', '.join(ONNX_OUTPUT_ORDER)})"
+        )
+    shape = inputs[0]["shape"]
+    by_name = {o["name"]: o["shape"] for o in outputs}
+    if not (len(shape) == 4 and shape[:2] == [1, 3] and shape[2] == shape[3] and isinstance(shape[2], int)):
+        raise ExportError(f"{label}: input must be [1, 3, S, S] with a fixed size S, got {shape}")
+    size = shape[2]
+    try:
+        _, anchors, four = by_name["boxes"]
+        _, classes, anchors2 = by_name["scores"]
+        _, anchors3, mask_dim = by_name["masks"]
+        _, hp, wp, mask_dim2 = by_name["proto"]
+    except ValueError:
+        raise ExportError(f"{label}: output ranks do not fit YOLACT-Edge ({by_name})") from None
+    if four != 4 or anchors != anchors2 or anchors != anchors3 or mask_dim != mask_dim2:
+        raise ExportError(f"{label}: output shapes do not fit YOLACT-Edge ({by_name})")
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    config = _config_from(metadata, size, classes + 1, mask_dim)
+    return {"inputs": inputs, "outputs": [dict(o) for o in outputs], "input_size": size, "config": config,
+            "metadata": metadata, "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)}
+
+
+def _config_from(metadata: dict, size: int, num_classes: int, mask_dim: int):
+    """The model's config from our metadata, else rebuilt from the shapes (class names unknown)."""
+    from ..config import get_preset
+    from ..model.checkpoint import config_from_dict
+
+    if "config" in metadata:
+        try:
+            config = config_from_dict(json.loads(metadata["config"]))
+            if config.input_size == size and config.num_classes == num_classes:
+                return config
+        except (ValueError, TypeError):
+            pass
+    names = tuple(f"class{i}" for i in range(num_classes - 1))
+    if "class_names" in metadata:
+        try:
+            loaded = tuple(json.loads(metadata["class_names"]))
+            names = loaded if len(loaded) == num_classes - 1 else names
+        except ValueError:
+            pass
+    base = get_preset("yolact_edge_mobilenetv2")
+    scale = size / base.input_size
+    return base.replace(
+        name=metadata.get("preset", "onnx_model"), input_size=size, num_classes=num_classes, class_names=names,
+        mask_dim=mask_dim, pred_scales=tuple(round(s * scale) for s in base.pred_scales),
+    )
+
+
+def _value_info(v) -> dict:
+    import onnx
+
+    t = v.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
+
+
+def ort_session(path: str | os.PathLike, threads: int = 2):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session_or_path, images: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """images float32 NHWC 0..255 → per image {output name: array with batch axis}."""
+    session = session_or_path if hasattr(session_or_path, "run") else ort_session(session_or_path)
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for image in images:
+        x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        results.append(dict(zip(names, session.run(names, {"input": x}))))
+    return results
+
+
+def run_torch(model, images: np.ndarray) -> list[dict[str, np.ndarray]]:
+    import torch
+
+    results = []
+    with torch.no_grad():
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32))
+            results.append({n: t.numpy() for n, t in zip(ONNX_OUTPUT_ORDER, model.eval()(x))})
+    return results
+
+
+def compare_with_torch(onnx_path, model, images: np.ndarray) -> dict:
+    """Max abs error per output relative to the output's largest magnitude, over `images`."""
+    ours, reference = run_onnx(onnx_path, images), run_torch(model, images)
+    relative = {}
+    for name in ONNX_OUTPUT_ORDER:
+        worst = 0.0
+        for a, b in zip(ours, reference):
+            if a[name].shape != b[name].shape:
+                raise ExportError(f"ONNX check failed: {name} has shape {list(a[name].shape)}, PyTorch {list(b[name].shape)}")
+            scale = max(float(np.abs(b[name]).max()), 1e-6)
+            error = float(np.abs(a[name] - b[name]).max()) / scale
+            worst = max(worst, error if np.isfinite(error) else float("inf"))
+        relative[name] = worst
+    return {"images": len(images), "relative_error": relative, "max_relative_error": max(relative.values())}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

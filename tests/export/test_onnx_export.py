@@ -1,0 +1,177 @@
+"""ONNX export: interface, metadata, onnxruntime vs PyTorch, atomic writes, and one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from yolactedge import build_model  # noqa: E402
+from yolactedge.config import DEMO_CLASSES  # noqa: E402
+from yolactedge.export import ExportError, export_model  # noqa: E402
+from yolactedge.export.onnx import check_images, export_onnx, inspect_onnx, read_metadata, run_onnx, run_torch  # noqa: E402
+
+SIZE = 96
+ANCHORS = 3 * (12 * 12 + 6 * 6 + 3 * 3 + 2 * 2 + 1)  # levels 12, 6, 3, 2, 1 at 96
+
+
+def tiny_model(seed: int = 0):
+    """The demo network at 96x96 with randomised BatchNorm, so that every output varies."""
+    model = build_model("yolact_edge_demo", input_size=SIZE)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    return export_model(tiny, "onnx", output=path, progress=False)
+
+
+def test_interface_names_and_shapes(exported):
+    info = inspect_onnx(exported.path)
+    assert info["inputs"] == [{"name": "input", "shape": [1, 3, SIZE, SIZE], "dtype": "float32"}]
+    shapes = {o["name"]: o["shape"] for o in info["outputs"]}
+    assert [o["name"] for o in info["outputs"]] == ["boxes", "scores", "masks", "proto"]
+    assert shapes == {"boxes": [1, ANCHORS, 4], "scores": [1, 6, ANCHORS], "masks": [1, ANCHORS, 32],
+                      "proto": [1, 24, 24, 32]}
+    assert info["opset"] == 17
+    assert exported.format == "onnx" and exported.precision == "fp32" and exported.size_bytes > 0
+
+
+def test_metadata_is_embedded(exported):
+    meta = read_metadata(exported.path)
+    assert json.loads(meta["class_names"]) == list(DEMO_CLASSES)
+    assert meta["input_size"] == str(SIZE)
+    assert meta["preset"] == "yolact_edge_demo"
+    assert meta["yolactedge_version"]
+    assert json.loads(meta["config"])["input_size"] == SIZE
+    assert inspect_onnx(exported.path)["config"].class_names == DEMO_CLASSES
+
+
+def test_onnxruntime_matches_pytorch_on_unseen_images(tiny, exported):
+    assert exported.onnx_check["max_relative_error"] < 1e-4
+    images = check_images(SIZE, count=2, seed=99)
+    for ours, ref in zip(run_onnx(exported.path, images), run_torch(tiny, images)):
+        for name in ("boxes", "scores", "masks", "proto"):
+            scale = np.abs(ref[name]).max()
+            assert scale > 0
+            assert np.abs(ours[name] - ref[name]).max() / scale < 1e-4, name
+    # outputs are not trivial: scores and masks vary across anchors
+    assert ref["scores"].std() > 1e-3 and ref["masks"].std() > 1e-2
+
+
+def test_failed_check_leaves_nothing(tiny, tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match="ONNX check failed"):
+        export_onnx(tiny, out, tolerance=-1.0, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_imgsz_reexports_at_another_size(tiny, tmp_path):
+    result = export_model(tiny, "onnx", imgsz=128, output=tmp_path, progress=False)
+    assert result.path == tmp_path / "yolact_edge_demo.onnx"
+    shapes = {o["name"]: o["shape"] for o in inspect_onnx(result.path)["outputs"]}
+    assert shapes["proto"] == [1, 32, 32, 32]
+    assert result.input_size == 128
+
+
+@pytest.mark.slow
+def test_model_card_shapes_at_550(tmp_path):
+    result = export_model(build_model("yolact_edge_mobilenetv2"), "onnx", output=tmp_path / "m.onnx", progress=False)
+    shapes = {o["name"]: o["shape"] for o in result.outputs}
+    assert shapes == {"boxes": [1, 19248, 4], "scores": [1, 80, 19248], "masks": [1, 19248, 32],
+                      "proto": [1, 138, 138, 32]}
+
+
+# --- bad input: one-line ExportError (a ValueError), nothing written ---------------------------------------------
+
+def _one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert isinstance(excinfo.value, ValueError)
+    assert message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("fmt", "precision", "target", "expected"), [
+    ("onnx", "int8", None, "float32 only"),
+    ("onnx", None, "imx8mp", "needs --format tflite"),
+    ("tflite", "fp32", "imx93", "full-integer"),
+    ("tflite", "fp16", "imx8mp", "full-integer"),
+    ("tflite", "int16x8", "imx93", "full-integer"),
+    ("coreml", None, None, "unknown format"),
+    ("tflite", "int4", None, "unknown precision"),
+    ("tflite", "int8", "rpi5", "unknown target"),
+])
+def test_unsupported_combinations(tiny, tmp_path, fmt, precision, target, expected):
+    with pytest.raises(ExportError) as excinfo:
+        export_model(tiny, fmt, precision=precision, target=target, output=tmp_path / "out", progress=False)
+    assert expected in _one_line_error(excinfo)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_of_another_network(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, path)
+    with pytest.raises(ExportError) as excinfo:
+        export_model(path, "onnx", output=tmp_path / "out.onnx", progress=False)
+    assert "YOLACT-Edge" in _one_line_error(excinfo)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_garbage_and_missing_checkpoints(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(ExportError) as excinfo:
+        export_model(garbage, "onnx", progress=False)
+    _one_line_error(excinfo)
+    with pytest.raises(ExportError, match="no such file"):
+        export_model(tmp_path / "missing.pth", "onnx", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.pth"]
+
+
+def test_onnx_of_another_network(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "other",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 224, 224])],
+    )
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), path)
+    with pytest.raises(ExportError) as excinfo:
+        export_model(path, "tflite", output=tmp_path / "out.tflite", progress=False)
+    assert "not a YOLACT-Edge ONNX model" in _one_line_error(excinfo)
+    assert not (tmp_path / "out.tflite").exists()
+
+
+def test_unwritable_output_path(tiny, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError) as excinfo:
+        export_model(tiny, "onnx", output=blocker / "sub" / "m.onnx", progress=False)
+    assert "cannot write" in _one_line_error(excinfo)
+
+
+def test_bad_imgsz(tiny):
+    with pytest.raises(ExportError, match="imgsz"):
+        export_model(tiny, "onnx", imgsz=16, progress=False)

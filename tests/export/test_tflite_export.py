@@ -1,0 +1,327 @@
+"""TFLite export of a tiny model: int8 interface and output order, fp32 accuracy, verification JSON,
+no network, calibration folders, Vela, bad input."""
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("ai_edge_litert")
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+from yolactedge import build_model  # noqa: E402
+from yolactedge.export import ExportError, export_model  # noqa: E402
+from yolactedge.export import tflite as tflite_mod  # noqa: E402
+from yolactedge.export.calibration import find_images, load_calibration_images, preprocess, synthetic_images  # noqa: E402
+from yolactedge.export.tflite import (  # noqa: E402
+    SAMPLE_DATA_FILE, inspect_tflite, keras_to_tflite, onnx_to_keras, reorder_outputs, run_vela, signature_outputs,
+    vela_available,
+)
+from yolactedge.export.verify import run_tflite, verify_tflite  # noqa: E402
+
+SIZE = 96
+ANCHORS = 582
+ORDER = ["boxes", "scores", "proto", "masks"]
+SHAPES = {"boxes": [1, ANCHORS, 4], "scores": [1, 6, ANCHORS], "proto": [1, 24, 24, 32], "masks": [1, ANCHORS, 32]}
+
+
+def tiny_model(seed: int = 0):
+    """The demo network at 96x96 with randomised BatchNorm, so that every output varies."""
+    model = build_model("yolact_edge_demo", input_size=SIZE)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """Smooth random RGB images of assorted sizes, in nested folders, with assorted extension cases."""
+    rng = np.random.default_rng(seed)
+    suffixes = [".jpg", ".PNG", ".bmp", ".JPEG", ".png"]
+    paths = []
+    for i in range(count):
+        h, w = int(rng.integers(60, 200)), int(rng.integers(60, 200))
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        path = folder / f"d{i % 3}" / ("deep" if i % 2 else "") / f"img{i}{suffixes[i % len(suffixes)]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, encoded = cv2.imencode(".png" if path.suffix.lower() == ".png" else path.suffix.lower(), image)
+        assert ok
+        path.write_bytes(encoded.tobytes())
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def no_network():
+    """Any connection attempt fails loudly for the module's conversions."""
+    import requests
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("network access attempted during export")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", refuse)
+        mp.setattr(socket.socket, "connect_ex", refuse)
+        mp.setattr(socket, "create_connection", refuse)
+        mp.setattr(requests, "get", refuse)
+        mp.setattr(requests.Session, "request", refuse)
+        yield
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    write_images(folder, 14)
+    (folder / "d1" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def int8(tiny, calib_dir, tmp_path_factory, no_network):
+    out = tmp_path_factory.mktemp("int8") / "tiny_int8.tflite"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_model(tiny, "tflite", precision="int8", calib=calib_dir, calib_count=12, output=out,
+                              target="imx8mp", progress=False)
+    return result, [str(w.message) for w in caught]
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tiny, tmp_path_factory):
+    return export_model(tiny, "onnx", output=tmp_path_factory.mktemp("onnx") / "tiny.onnx", progress=False).path
+
+
+def test_int8_interface(int8):
+    result, _ = int8
+    interpreter = Interpreter(model_path=str(result.path))
+    (inp,) = interpreter.get_input_details()
+    assert inp["dtype"] == np.int8
+    assert inp["shape"].tolist() == [1, SIZE, SIZE, 3]
+    scale, zero_point = inp["quantization"]
+    assert scale == pytest.approx(1.0, abs=1e-6) and zero_point == -128
+    names = {index: name for name, index in signature_outputs(result.path.read_bytes()).items()}
+    details = interpreter.get_output_details()
+    assert [names[d["index"]] for d in details] == ORDER  # index order: boxes, scores, proto, masks
+    assert [d["shape"].tolist() for d in details] == [SHAPES[n] for n in ORDER]
+    assert all(d["dtype"] == np.float32 for d in details)
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["input"], "outputs": sorted(ORDER)}}
+    assert result.output_order == ORDER
+    assert result.target == "imx8mp" and result.vela is None  # i.MX 8M Plus takes the plain int8 file
+    assert result.calibration["calibrator"].startswith("fast")
+
+
+def test_int8_graph_is_lean(int8):
+    result, _ = int8
+    ops = result.op_histogram
+    assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "GATHER", "GATHER_ND")]
+    assert ops.get("TRANSPOSE", 0) <= 1
+    assert ops["DEQUANTIZE"] == 4  # one per float output, nothing mid-graph
+    assert result.stray_ops == []
+
+
+def test_int8_verification_json(int8):
+    result, _ = int8
+    path = result.path.with_suffix(".verify.json")
+    assert result.verify_json == path and path.is_file()
+    report = json.loads(path.read_text())
+    assert report["model"] == result.path.name
+    assert report["reference"].startswith("onnxruntime")
+    assert report["output_order"] == ORDER
+    assert report["input_quantization"] == [1.0, -128]
+    assert "held-out" in report["images"]
+    for name in ORDER:
+        assert 0 < report["outputs"][name]["max_abs"] < 0.1, name  # quantisation error, not a layout bug
+    assert report["detections"].get("skipped") or report["detections"]["recall"] > 0.5
+
+
+def test_int8_calibration_report(int8, calib_dir):
+    result, messages = int8
+    assert result.calibration["used"] == 12 and result.calibration["found"] == 15
+    assert any("unreadable" in m and "broken.jpg" in m for m in messages)
+    assert not (Path.cwd() / SAMPLE_DATA_FILE).exists()  # onnx2tf's sample file stayed in the temp dir
+
+
+def test_fp32_from_onnx_matches_onnxruntime(onnx_file, tmp_path, no_network):
+    result = export_model(onnx_file, "tflite", precision="fp32", output=tmp_path / "fp32.tflite", verify=False,
+                          progress=False)
+    assert result.inputs[0]["dtype"] == "float32" and result.output_order == ORDER
+    report = verify_tflite(result.path, onnx_file, count=2, seed=5, print_table=False)
+    for name in ORDER:
+        assert report["outputs"][name]["max_abs"] < 1e-3, name
+    assert Path(report["json"]) == tmp_path / "fp32.verify.json"
+
+
+def test_reorder_outputs_fixes_any_order(int8):
+    result, _ = int8
+    data = result.path.read_bytes()
+    shuffled = reorder_outputs(data, ["masks", "proto", "scores", "boxes"])
+    assert len(shuffled) == len(data)
+    names = {index: name for name, index in signature_outputs(shuffled).items()}
+    interpreter = Interpreter(model_content=shuffled)
+    assert [names[d["index"]] for d in interpreter.get_output_details()] == ["masks", "proto", "scores", "boxes"]
+    images = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8)
+    a, _ = run_tflite(data, images)
+    b, _ = run_tflite(reorder_outputs(shuffled, ORDER), images)
+    for name in ORDER:
+        np.testing.assert_array_equal(a[0][name], b[0][name])
+
+
+def test_fast_calibration_matches_tensorflow_calibrator(onnx_file, tmp_path, no_network):
+    """The XNNPACK min/max pass stands in for TensorFlow's calibrator: same graph, same interface, same accuracy.
+
+    (Not bit-identical: TensorFlow's calibrator reads some tensors after in-place kernels overwrote them, which
+    widens their ranges; the fast pass records the true ranges.)"""
+    images = synthetic_images(16, 3, SIZE, progress=False)
+    test = synthetic_images(4, 4, SIZE, progress=False)
+    keras_model = onnx_to_keras(onnx_file, tmp_path, simplified=True)
+    results = {}
+    for calibrator in ("fast", "tensorflow"):
+        info: dict = {}
+        data = keras_to_tflite(keras_model, "int8", images, progress=False, calibrator=calibrator, info=info)
+        path = tmp_path / f"{calibrator}.tflite"
+        path.write_bytes(data)
+        report = verify_tflite(path, onnx_file, test, json_path=False, print_table=False)
+        results[calibrator] = (info, inspect_tflite(data, "int8"), report)
+    (fast_info, fast, fast_report), (tf_info, tf, tf_report) = results["fast"], results["tensorflow"]
+    assert fast_info["calibrator"].startswith("fast") and tf_info["calibrator"] == "TensorFlow"
+    assert fast["op_histogram"] == tf["op_histogram"] and fast["inputs"][0]["quantization"] == [1.0, -128]
+    assert fast["inputs"][0]["quantization"] == tf["inputs"][0]["quantization"]
+    for name in ORDER:
+        ours, theirs = fast_report["outputs"][name], tf_report["outputs"][name]
+        assert ours["mean_abs"] <= 1.25 * theirs["mean_abs"] + 1e-4, name
+        assert ours["max_abs"] <= 1.5 * theirs["max_abs"] + 1e-3, name
+
+
+def test_imx93_without_vela_fails_cleanly(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tflite_mod, "_vela_command", lambda: None)
+    with pytest.raises(ExportError, match="pip install ethos-u-vela") as excinfo:
+        export_model(tiny, "tflite", target="imx93", output=tmp_path / "m.tflite", progress=False)
+    assert "\n" not in str(excinfo.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not vela_available(), reason="ethos-u-vela is not installed")
+def test_vela_compiles_the_int8_model(int8, tmp_path):
+    result, _ = int8
+    vela = run_vela(result.path, tmp_path)
+    compiled = Path(vela["path"])
+    assert compiled.is_file() and compiled.stat().st_size > 0
+    assert vela["accelerator"] == "ethos-u65-256"
+
+
+# --- calibration folders (no TensorFlow) -------------------------------------------------------------------------
+
+def test_find_images_is_recursive_and_case_insensitive(tmp_path):
+    written = write_images(tmp_path, 6)
+    (tmp_path / "x.gif").write_bytes(b"GIF89a")
+    (tmp_path / "readme.txt").write_text("x")
+    assert sorted(find_images(tmp_path)) == sorted(written)
+
+
+def test_calibration_images_are_preprocessed_as_at_inference(tmp_path):
+    paths = write_images(tmp_path, 10)
+    images, info = load_calibration_images(tmp_path, count=10, seed=3, size=SIZE, progress=False)
+    assert images.shape == (10, SIZE, SIZE, 3) and images.dtype == np.uint8
+    first = tmp_path / info["files"][0]
+    bgr = cv2.imread(str(first))
+    expected = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(images[0], expected)
+    np.testing.assert_array_equal(preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), SIZE), expected)
+    again, info2 = load_calibration_images(tmp_path, count=10, seed=3, size=SIZE, progress=False)
+    assert info2["files"] == info["files"]  # the seed fixes the choice
+    assert sorted(info["files"]) == sorted(p.relative_to(tmp_path).as_posix() for p in paths)
+
+
+def test_random_subset_with_seed(tmp_path):
+    write_images(tmp_path, 20)
+    _, a = load_calibration_images(tmp_path, count=10, seed=1, size=32, progress=False)
+    _, b = load_calibration_images(tmp_path, count=10, seed=2, size=32, progress=False)
+    assert len(a["files"]) == 10 and a["files"] != b["files"]
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path):
+    write_images(tmp_path, 11)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        images, info = load_calibration_images(tmp_path, count=11, seed=0, size=32, progress=False)
+    assert len(images) == 11 and sorted(info["unreadable"]) == ["bad.png", "empty.jpg"]
+
+
+def test_empty_and_too_small_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no calibration images"):
+        load_calibration_images(tmp_path / "empty", size=32, progress=False)
+    with pytest.raises(ExportError, match="not found"):
+        load_calibration_images(tmp_path / "missing", size=32, progress=False)
+    write_images(tmp_path / "few", 4)
+    with pytest.raises(ExportError, match="only 4 usable calibration image") as excinfo:
+        load_calibration_images(tmp_path / "few", count=100, size=32, progress=False)
+    assert "\n" not in str(excinfo.value)
+    write_images(tmp_path / "some", 12)
+    with pytest.warns(UserWarning, match="fewer than the 50 requested"):
+        images, _ = load_calibration_images(tmp_path / "some", count=50, size=32, progress=False)
+    assert len(images) == 12
+
+
+def test_export_with_empty_calib_folder_writes_nothing(tiny, tmp_path):
+    (tmp_path / "calib").mkdir()
+    out = tmp_path / "out" / "m.tflite"
+    with pytest.raises(ExportError, match="no calibration images"):
+        export_model(tiny, "tflite", precision="int8", calib=tmp_path / "calib", output=out, progress=False)
+    assert not out.exists() and not list(out.parent.glob("*"))
+
+
+# --- the other precisions (a conversion each) ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("precision", ["fp16", "int16x8"])
+def test_float_io_precisions(onnx_file, tmp_path, precision, no_network):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # synthetic calibration warning
+        result = export_model(onnx_file, "tflite", precision=precision, calib_count=10,
+                              output=tmp_path / f"{precision}.tflite", progress=False)
+    assert result.inputs[0]["dtype"] == "float32" and result.output_order == ORDER
+    assert all(o["dtype"] == "float32" for o in result.outputs)
+    if precision == "int16x8":
+        assert result.calibration["calibrator"].startswith("fast")
+    limit = {"fp16": 5e-3, "int16x8": 0.05}[precision]
+    for name in ORDER:
+        assert result.verification["outputs"][name]["max_abs"] < limit, name
+    assert result.stray_ops == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not vela_available(), reason="ethos-u-vela is not installed")
+def test_imx93_export_runs_vela(onnx_file, calib_dir, tmp_path, no_network):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = export_model(onnx_file, "tflite", target="imx93", calib=calib_dir, calib_count=12,
+                              output=tmp_path, progress=False)
+    assert result.path == tmp_path / "tiny_int8_vela.tflite" and result.path.is_file()
+    assert result.vela["accelerator"] == "ethos-u65-256"
+    assert result.vela["output_order"] == ORDER
+    assert "NPU operators" in result.vela["summary"]
+    assert json.loads(result.verify_json.read_text())["note"].startswith("verified the int8 model before Vela")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tiny_int8_vela.json", "tiny_int8_vela.tflite", "tiny_int8_vela.verify.json"]
