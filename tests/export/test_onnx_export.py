@@ -15,23 +15,9 @@ from yolactedge.config import DEMO_CLASSES  # noqa: E402
 from yolactedge.export import ExportError, export_model  # noqa: E402
 from yolactedge.export.onnx import check_images, export_onnx, inspect_onnx, read_metadata, run_onnx, run_torch  # noqa: E402
 
-SIZE = 96
+from export_models import SIZE, tiny_model  # noqa: E402
+
 ANCHORS = 3 * (12 * 12 + 6 * 6 + 3 * 3 + 2 * 2 + 1)  # levels 12, 6, 3, 2, 1 at 96
-
-
-def tiny_model(seed: int = 0):
-    """The demo network at 96x96 with randomised BatchNorm, so that every output varies."""
-    model = build_model("yolact_edge_demo", input_size=SIZE)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

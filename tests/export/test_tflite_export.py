@@ -27,25 +27,11 @@ from yolactedge.export.tflite import (  # noqa: E402
 )
 from yolactedge.export.verify import run_tflite, verify_tflite  # noqa: E402
 
-SIZE = 96
+from export_models import SIZE, tiny_model  # noqa: E402
+
 ANCHORS = 582
 ORDER = ["boxes", "scores", "proto", "masks"]
 SHAPES = {"boxes": [1, ANCHORS, 4], "scores": [1, 6, ANCHORS], "proto": [1, 24, 24, 32], "masks": [1, ANCHORS, 32]}
-
-
-def tiny_model(seed: int = 0):
-    """The demo network at 96x96 with randomised BatchNorm, so that every output varies."""
-    model = build_model("yolact_edge_demo", input_size=SIZE)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
 
 
 def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
