@@ -77,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
         val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
         val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
-        threads=args.threads,
+        threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
     )
     print(f"checkpoint: {best}")
     return 0
@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=8)
     train.add_argument("--imgsz", type=int)
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                       help="sgd as the original (default); adamw converges faster from scratch")
+    train.add_argument("--clip-grad", type=float, help="clip the gradient norm (helps from-scratch starts)")
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")
