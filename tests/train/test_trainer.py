@@ -168,3 +168,14 @@ def test_ddp_two_processes(tiny, tmp_path):
     assert (out / "best.pth").is_file() and f"DONE {out / 'best.pth'}" in proc.stdout
     model = load_model(out / "last.pth")
     assert model.config.input_size == SIZE
+
+
+def test_adamw_run_resumes_with_adamw(tiny, tmp_path):
+    out = tmp_path / "adamw"
+    kw = dict(iters=4, batch_size=2, lr=1e-3, warmup_iters=1, save_every=2, optimizer_name="adamw", **COMMON)
+    train(tiny, out_dir=out, **kw)
+    state = load_train_state(out / "last_state.pt")
+    assert state["optimizer_name"] == "adamw"
+    assert "exp_avg_sq" in next(iter(state["optimizer"]["state"].values()))  # Adam moments, not SGD momentum
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        train(tiny, out_dir=tmp_path / "bad", **{**kw, "optimizer_name": "lion"})
