@@ -78,6 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
         val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
         threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
+        max_expand=args.max_expand,
     )
     print(f"checkpoint: {best}")
     return 0
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                        help="sgd as the original (default); adamw converges faster from scratch")
     train.add_argument("--clip-grad", type=float, help="clip the gradient norm (helps from-scratch starts)")
+    train.add_argument("--max-expand", type=float, default=4.0,
+                       help="largest zoom-out of the expand augmentation (4 as the original; 1 turns it off)")
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")

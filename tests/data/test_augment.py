@@ -232,3 +232,18 @@ def test_bad_inputs_are_named():
         EvalTransform(32)(image, masks[:, :10], boxes, labels)
     with pytest.raises(ValueError, match="2 masks but 1 boxes"):
         TrainAugment(32)(image, masks, boxes[:1], labels)
+
+
+def test_max_expand_one_keeps_the_canvas_and_bad_values_are_refused():
+    from yolactedge.data.augment import TrainAugment, expand
+
+    image = np.full((40, 60, 3), 7, np.uint8)
+    masks = np.zeros((1, 40, 60), np.uint8)
+    masks[0, 5:15, 10:30] = 1
+    boxes = np.array([[10, 5, 30, 15]], np.float32)
+    for seed in range(20):
+        out, out_masks, out_boxes = expand(image, masks, boxes, np.random.default_rng(seed), max_ratio=1.0)
+        assert out.shape == image.shape and out_masks.shape == masks.shape
+        np.testing.assert_array_equal(out_boxes, boxes)
+    with pytest.raises(ValueError, match="max_expand must be at least 1"):
+        TrainAugment(64, max_expand=0.5)

@@ -350,6 +350,7 @@ def train(
     lr: float = 1e-3,
     momentum: float = 0.9,
     optimizer_name: str = "sgd",
+    max_expand: float = 4.0,
     weight_decay: float = 5e-4,
     warmup_iters: int | None = None,
     warmup_init: float | None = None,
@@ -474,7 +475,7 @@ def train(
             )
 
         # Data: every sample's augmentation is seeded from its position in the stream (see InfiniteBatchSampler).
-        dataset.transform = TrainAugment(size, seed=seed)
+        dataset.transform = TrainAugment(size, seed=seed, max_expand=max_expand)
         loader = torch.utils.data.DataLoader(
             SeededSamples(dataset),
             batch_sampler=InfiniteBatchSampler(len(dataset), batch_size, rank=dist_info.rank,
