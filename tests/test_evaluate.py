@@ -146,3 +146,13 @@ def test_bad_inputs_are_refused(dataset, tmp_path):
     with pytest.raises(EvaluationError, match="none of the 2 annotated images"):
         with pytest.warns(UserWarning):
             evaluate(ScriptedDetector(perfect()), empty, ann, progress=False)
+
+
+def test_plots_are_written_as_png(dataset, tmp_path):
+    from yolactedge.evaluate import write_plots
+
+    folder, ann = dataset
+    result = evaluate(ScriptedDetector(perfect()), folder, ann, progress=False)
+    paths = write_plots(result, load_ground_truth(ann), tmp_path / "plots")
+    assert sorted(p.name for p in paths) == ["per_class_bbox.png", "per_class_segm.png", "pr_bbox.png", "pr_segm.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
