@@ -305,3 +305,19 @@ def test_fast_nms_keeps_a_subset_of_greedy_nms(case):
     fast = postprocess(**raw, image_size=SIZE, nms="fast", iou_threshold=iou_threshold, max_detections=1000)
     greedy = postprocess(**raw, image_size=SIZE, nms="standard", iou_threshold=iou_threshold, max_detections=1000)
     assert set(map(tuple, as_rows(fast))) <= set(map(tuple, as_rows(greedy)))
+
+
+def test_fast_nms_without_second_threshold_fills_like_the_original():
+    # Anchor 0: class 0 at 0.9. Anchor 1: class 1 at 0.8 and class 0 at 0.04 (below the threshold), far from
+    # anchor 0. Anchor 2: class 1 at 0.7 and class 0 at 0.03, on top of anchor 0.
+    boxes = np.array([[0.0, 0.0, 0.2, 0.2], [0.6, 0.6, 0.9, 0.9], [0.0, 0.0, 0.21, 0.2]], np.float32)
+    scores = np.array([[0.9, 0.04, 0.03], [0.01, 0.8, 0.7]], np.float32)
+    coeffs = np.zeros((3, 4), np.float32)
+    proto = np.zeros((8, 8, 4), np.float32)
+    strict = postprocess(boxes, scores, coeffs, proto, (50, 50), mask_threshold=0.4)
+    assert [(int(c), round(float(s), 3)) for c, s in zip(strict.class_ids, strict.scores)] == [(0, 0.9), (1, 0.8), (1, 0.7)]
+    original = postprocess(boxes, scores, coeffs, proto, (50, 50), mask_threshold=0.4, second_threshold=False)
+    found = [(int(c), round(float(s), 3)) for c, s in zip(original.class_ids, original.scores)]
+    # Class 1's anchor 2 overlaps nothing of class 1 above it: kept. Class 0's anchor 1 (0.04) is kept too; its
+    # anchor 2 (0.03) overlaps the 0.9 box and goes. Sub-threshold boxes come last, by score.
+    assert found == [(0, 0.9), (1, 0.8), (1, 0.7), (0, 0.04)]

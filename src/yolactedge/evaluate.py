@@ -1,6 +1,7 @@
 """COCO box and mask mAP of any model file, with the original YOLACT evaluation protocol.
 
-Protocol: score prefilter 0.05, Fast NMS at IoU 0.5, top_k 200, at most 100 detections per image, masks
+Protocol: score prefilter 0.05, Fast NMS at IoU 0.5 exactly as the original's (no second threshold), top_k 200,
+at most 100 detections per image, masks
 cropped at prototype resolution then resized to the original image, RLE-encoded. Metrics come from
 pycocotools' COCOeval, never from our own arithmetic.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-PROTOCOL = dict(score_threshold=0.05, iou_threshold=0.5, nms="fast", top_k=200, max_detections=100)
+PROTOCOL = dict(score_threshold=0.05, iou_threshold=0.5, nms="fast", top_k=200, max_detections=100, second_threshold=False)
 
 
 class EvaluationError(ValueError):

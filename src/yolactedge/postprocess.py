@@ -117,13 +117,16 @@ def postprocess(
     top_k: int = 200,
     max_detections: int = 100,
     mask_threshold: float = 0.5,
+    second_threshold: bool = True,
 ) -> Detections:
     """Detections of one image from its raw outputs; inputs may carry a leading batch axis of 1.
 
     boxes (N, 4) normalised; scores (C, N) softmax without background; masks (N, P) coefficients;
     proto (Hp, Wp, P). image_size is the original (H, W). An anchor enters only if its best class scores above
-    score_threshold, and a detection is kept only if its own class score does too. Each class contributes at most
-    top_k candidates (ranked by score) to NMS:
+    score_threshold, and a detection is kept only if its own class score does too (`second_threshold`, as the
+    original's option of that name; with False, "fast" reproduces the original's default exactly: per class the
+    top_k anchors whatever their own score, so boxes below the threshold can fill the output, as in its COCO
+    evaluation). Each class contributes at most top_k candidates (ranked by score) to NMS:
     "fast" is YOLACT's Fast NMS (drops a box that overlaps any better box of its class, suppressed or not),
     "standard" is greedy per-class NMS, "class_agnostic" greedy NMS over each anchor's best class.
     mask_threshold must lie in (0, 1): pixels that no crop cell reaches are never computed.
@@ -138,7 +141,7 @@ def postprocess(
     boxes, scores, masks, proto = _check_inputs(boxes, scores, masks, proto)
 
     anchors, class_ids, kept_scores = _select(boxes, scores, score_threshold, iou_threshold, nms, top_k,
-                                              max_detections)
+                                              max_detections, second_threshold)
     kept_boxes = boxes[anchors]
     mask_boxes, mask_crops = _mask_crops(masks[anchors], proto, kept_boxes, (height, width), mask_threshold)
     return Detections(
@@ -183,7 +186,7 @@ class _Candidates(NamedTuple):
     group_start: np.ndarray
 
 
-def _select(boxes, scores, score_threshold, iou_threshold, nms, top_k, max_detections):
+def _select(boxes, scores, score_threshold, iou_threshold, nms, top_k, max_detections, second_threshold=True):
     """→ anchor ids (K,), class ids (K,), scores (K,) of the detections that survive NMS, best first."""
     anchors = np.flatnonzero(scores.max(axis=0) > score_threshold)
     if nms == "class_agnostic":
@@ -193,7 +196,58 @@ def _select(boxes, scores, score_threshold, iou_threshold, nms, top_k, max_detec
     nms_fn = _fast_nms if nms == "fast" else _greedy_nms
     kept = np.flatnonzero(nms_fn(boxes[cand.anchor], cand.group_start, iou_threshold))  # group-major order
     kept = kept[np.argsort(-cand.score[kept], kind="stable")[:max_detections]]
-    return cand.anchor[kept], cand.class_id[kept], cand.score[kept]
+    result = cand.anchor[kept], cand.class_id[kept], cand.score[kept]
+    if nms == "fast" and not second_threshold and len(kept) < max_detections:
+        extra = _fast_nms_tail(boxes, scores[:, anchors], anchors, cand, score_threshold, iou_threshold, top_k,
+                               max_detections - len(kept))
+        result = tuple(np.concatenate(pair) for pair in zip(result, extra))
+    return result
+
+
+def _fast_nms_tail(boxes, scores, anchors, cand: _Candidates, score_threshold, iou_threshold, top_k, wanted,
+                   chunk: int = 256):
+    """The original's Fast NMS also ranks, per class, anchors whose own class score is at or below the threshold
+    (their best class passed it), up to top_k per class; survivors fill the output after every box above it.
+
+    They cannot suppress a better box, so only they need checking, best first across classes, until `wanted`
+    survive. A candidate goes if a better box of its class (kept or not) overlaps it more than the threshold.
+    scores (C, M) for the anchors with ids `anchors`; returns anchor ids, class ids, scores, best first.
+    """
+    class_id, column = np.nonzero(scores <= score_threshold)
+    score = scores[class_id, column]
+    order = np.lexsort((-score, class_id))
+    class_id, column, score = class_id[order], column[order], score[order]
+    above = np.bincount(cand.class_id, minlength=scores.shape[0])
+    rank = np.arange(len(class_id)) - np.searchsorted(class_id, class_id)
+    fits = rank < top_k - above[class_id]
+    class_id, column, score = class_id[fits], column[fits], score[fits]
+    order = np.argsort(-score, kind="stable")  # best first across classes
+    class_id, anchor, score = class_id[order], anchors[column[order]], score[order]
+    seen_boxes, seen_classes = boxes[cand.anchor], cand.class_id
+    keep = np.zeros(len(anchor), bool)
+    for start in range(0, len(anchor), chunk):
+        part = slice(start, start + chunk)
+        others = np.concatenate([seen_boxes, boxes[anchor[part]]])
+        other_classes = np.concatenate([seen_classes, class_id[part]])
+        iou = _iou_matrix(boxes[anchor[part]], others)  # [chunk, seen + chunk]
+        n_seen, n_part = len(seen_boxes), len(class_id[part])
+        better = np.ones((n_part, n_seen + n_part), bool)
+        better[:, n_seen:] = np.tri(n_part, k=-1, dtype=bool)  # within the chunk: only earlier (better) ones
+        better &= other_classes[None, :] == class_id[part][:, None]
+        keep[part] = ~np.any(better & ~(iou <= iou_threshold), axis=1)
+        seen_boxes, seen_classes = others, other_classes
+        if np.count_nonzero(keep) >= wanted:
+            break
+    kept = np.flatnonzero(keep)[:wanted]
+    return anchor[kept], class_id[kept], score[kept]
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (n, 4), b (m, 4) → (n, m) IoU with the original jaccard's operations (no +1 on areas)."""
+    rows = np.repeat(np.arange(len(a)), len(b))
+    cols = np.tile(np.arange(len(b)), len(a))
+    stacked = np.ascontiguousarray(np.concatenate([a, b]).T)
+    return _pair_iou(stacked, rows, len(a) + cols).reshape(len(a), len(b))
 
 
 def _per_class_candidates(scores, anchors, score_threshold, top_k) -> _Candidates:
