@@ -89,7 +89,7 @@ def test_bad_images(detector, tmp_path):
 
 def test_postprocess_options_pass_through(tiny_model, scenes):
     assert POSTPROCESS_OPTIONS == ("score_threshold", "iou_threshold", "nms", "top_k", "max_detections",
-                                   "mask_threshold")
+                                   "mask_threshold", "second_threshold")
     strict = Detector(tiny_model, score_threshold=0.5, max_detections=5, nms="standard")
     detections = strict(scenes[0]).detections
     assert 0 < len(detections) <= 5 and (detections.scores > 0.5).all()

@@ -152,7 +152,8 @@ def test_ddp_two_processes(tiny, tmp_path):
         path = train({str(tiny)!r}, iters=3, batch_size=2, input_size={SIZE}, out_dir={str(out)!r},
                      threads=1, progress=False, log_every=1, save_every=2, val_data={str(tiny)!r}, val_every=2)
         assert torch.distributed.is_initialized() is False
-        print("RANK", os.environ["RANK"], "DONE", path, flush=True)
+        # A file per rank: two processes printing at once can interleave their lines.
+        open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"] + ".done"), "w").write(str(path))
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
@@ -160,12 +161,12 @@ def test_ddp_two_processes(tiny, tmp_path):
         capture_output=True, text=True, timeout=240, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "RANK 0 DONE" in proc.stdout and "RANK 1 DONE" in proc.stdout
+    done = {rank: (tmp_path / f"rank{rank}.done").read_text() for rank in (0, 1)}
     state = load_train_state(out / "last_state.pt")
     assert state["iteration"] == 3 and state["world_size"] == 2
     assert [r["iteration"] for r in read_metrics(out)] == [1, 2, 3]  # rank 0 alone writes
     assert [r["iteration"] for r in read_metrics(out, "val")] == [2, 3]  # rank 0 validates, the others wait
-    assert (out / "best.pth").is_file() and f"DONE {out / 'best.pth'}" in proc.stdout
+    assert (out / "best.pth").is_file() and done[0] == str(out / "best.pth") and done[1]
     model = load_model(out / "last.pth")
     assert model.config.input_size == SIZE
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..runtime.images import ImageError, load_image
 from . import ExportError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -31,20 +32,6 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
         raise ExportError(f"{folder}: calibration folder not found")
     found = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray | None:
-    """RGB uint8 [H, W, 3], or None when the file cannot be decoded (any path, any OS: no cv2.imread)."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def preprocess(image_rgb: np.ndarray, size: int) -> np.ndarray:
@@ -82,9 +69,10 @@ def load_calibration_images(
         for path in paths:
             if len(images) == count:
                 break
-            image = read_image(path)
             name = path.relative_to(folder).as_posix()
-            if image is None:
+            try:
+                image = load_image(path)  # the same decoding as inference (EXIF, gray, 16-bit)
+            except ImageError:
                 unreadable.append(name)
                 continue
             images.append(preprocess(image, size))
