@@ -21,7 +21,6 @@ def make_batch(size: int, batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     augment = TrainAugment(size, seed=seed)
     images, targets = [], []
-    t0 = time.perf_counter()
     for _ in range(batch):
         image, masks, classes = render_sample(rng, size)
         masks = masks.astype(np.uint8)

@@ -10,14 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from yolactedge import build_model  # noqa: E402
 from yolactedge.export import ExportError, export_model  # noqa: E402
 from yolactedge.export import tflite as tflite_mod  # noqa: E402
 from yolactedge.export.calibration import find_images, load_calibration_images, preprocess, synthetic_images  # noqa: E402
