@@ -34,29 +34,29 @@ class Agreement:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a [N, 4], b [M, 4] pixel x1, y1, x2, y2 → IoU [N, M]."""
+    """a [N, 4], b [M, 4] pixel x1, y1, x2, y2 → IoU [N, M] (0 where the union is empty)."""
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
     bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def agreement(reference: Detections, candidate: Detections, iou_threshold: float = 0.5) -> Agreement:
-    """Greedy one-to-one matching in the reference's score order, same class only."""
-    iou = box_iou(reference.boxes, candidate.boxes)
-    iou[reference.class_ids[:, None] != candidate.class_ids[None, :]] = 0.0
+    """Greedy one-to-one matching in the reference's score order: same class, box IoU above the threshold."""
+    iou = box_iou(np.asarray(reference.boxes, np.float64), np.asarray(candidate.boxes, np.float64))
+    same_class = reference.class_ids[:, None] == candidate.class_ids[None, :]
     taken = np.zeros(len(candidate), dtype=bool)
     box_ious, mask_ious = [], []
     for i in range(len(reference)):
-        row = np.where(taken, 0.0, iou[i])
-        j = int(np.argmax(row)) if len(row) else -1
-        if j < 0 or row[j] < iou_threshold:
+        allowed = ~taken & same_class[i] & (iou[i] > iou_threshold)
+        if not allowed.any():
             continue
+        j = int(np.argmax(np.where(allowed, iou[i], -1.0)))
         taken[j] = True
-        box_ious.append(row[j])
+        box_ious.append(float(iou[i, j]))
         a, b = reference.masks[i], candidate.masks[j]
         union = np.count_nonzero(a | b)
         mask_ious.append(np.count_nonzero(a & b) / union if union else 1.0)

@@ -60,13 +60,12 @@ def run_demo(model: str = "demo", source: str | None = None, out_dir: str = "run
                "int8_inference_ms": statistics.median(report.inference_ms) if report.inference_ms else None}
     if path.suffix == ".pth":
         reference = Detector(path, num_threads=threads, score_threshold=DEMO_SCORE_THRESHOLD)
-        total, float_ms = None, []
+        total, float_ms = Agreement(0, 0, 0, float("nan"), float("nan")), []
         for item in expand_sources(sources):
             image = load_image(item)
             expected, got = reference(image), detector(image)
             float_ms.append(expected.timings["inference"])
-            one = agreement(expected.detections, got.detections)
-            total = one if total is None else total.merge(one)
+            total = total.merge(agreement(expected.detections, got.detections))
         summary["float_inference_ms"] = statistics.median(float_ms)
         summary["agreement"] = total
         print(format_agreement(total))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..agreement import Agreement, agreement
+from ..postprocess import postprocess
 from . import TFLITE_OUTPUT_ORDER, ExportError
 
 VERIFY_SEED = 1338  # calibration's default seed + 1: images calibration did not see
@@ -113,58 +115,18 @@ def output_errors(ours: list[dict], reference: list[dict]) -> dict[str, dict]:
     return errors
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4) × (m, 4) x1y1x2y2 → (n, m) IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def match_detections(ref, ours, iou_threshold: float = MATCH_IOU) -> dict:
-    """Greedy matching of `ours` to `ref` (both Detections, best first): same class, box IoU > threshold."""
-    n_ref, n_ours = len(ref.scores), len(ours.scores)
-    ious = _box_iou(np.asarray(ref.boxes, np.float64), np.asarray(ours.boxes, np.float64)) if n_ref and n_ours else None
-    taken = np.zeros(n_ours, bool)
-    box_ious, mask_ious = [], []
-    for i in range(n_ref):
-        if ious is None:
-            break
-        candidates = (~taken) & (np.asarray(ours.class_ids) == ref.class_ids[i]) & (ious[i] > iou_threshold)
-        if not candidates.any():
-            continue
-        j = int(np.argmax(np.where(candidates, ious[i], -1.0)))
-        taken[j] = True
-        box_ious.append(float(ious[i, j]))
-        a, b = np.asarray(ref.masks[i], bool), np.asarray(ours.masks[j], bool)
-        union = np.logical_or(a, b).sum()
-        mask_ious.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
-    return {"reference": n_ref, "tflite": n_ours, "matched": len(box_ious), "box_ious": box_ious, "mask_ious": mask_ious}
-
-
 def detection_agreement(ours: list[dict], reference: list[dict], image_size: tuple[int, int]) -> dict:
-    try:
-        from ..postprocess import postprocess
-    except ImportError:
-        return {"skipped": "yolactedge.postprocess is not available"}
-    totals = {"reference": 0, "tflite": 0, "matched": 0}
-    box_ious, mask_ious = [], []
+    """Post-process both models' raw outputs and match the detections (see `yolactedge.agreement`)."""
+    total = Agreement(0, 0, 0, float("nan"), float("nan"))
     for a, b in zip(ours, reference):
-        args = lambda o: (o["boxes"], o["scores"], o["masks"], o["proto"], image_size)  # noqa: E731
-        match = match_detections(postprocess(*args(b)), postprocess(*args(a)))
-        for key in totals:
-            totals[key] += match[key]
-        box_ious += match["box_ious"]
-        mask_ious += match["mask_ious"]
+        raw = lambda o: (o["boxes"], o["scores"], o["masks"], o["proto"], image_size)  # noqa: E731
+        total = total.merge(agreement(postprocess(*raw(b)), postprocess(*raw(a)), MATCH_IOU))
     return {
-        **totals,
-        "recall": totals["matched"] / totals["reference"] if totals["reference"] else 1.0,
-        "precision": totals["matched"] / totals["tflite"] if totals["tflite"] else 1.0,
-        "mean_box_iou": float(np.mean(box_ious)) if box_ious else None,
-        "mean_mask_iou": float(np.mean(mask_ious)) if mask_ious else None,
+        "reference": total.reference, "tflite": total.candidate, "matched": total.matched,
+        "recall": total.recall if total.reference else 1.0,
+        "precision": total.matched / total.candidate if total.candidate else 1.0,
+        "mean_box_iou": None if np.isnan(total.mean_box_iou) else total.mean_box_iou,
+        "mean_mask_iou": None if np.isnan(total.mean_mask_iou) else total.mean_mask_iou,
         "match_rule": f"same class, box IoU > {MATCH_IOU}",
     }
 
