@@ -111,6 +111,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_val(args: argparse.Namespace) -> int:
     from .evaluate import PROTOCOL, evaluate, format_metrics, load_ground_truth, write_plots
+    from .fileio import atomic_write_json
 
     options = {**PROTOCOL, "score_threshold": args.conf}
     detector = _detector(args, **options)
@@ -118,9 +119,9 @@ def _cmd_val(args: argparse.Namespace) -> int:
     print(f"{result.images_evaluated} images, {len(result.results)} detections")
     print(format_metrics(result))
     if args.save_json:
-        _write_json(args.save_json, result.results)
+        atomic_write_json(args.save_json, result.results)
     if args.metrics_out:
-        _write_json(args.metrics_out, {**result.metrics, "per_class": result.per_class,
+        atomic_write_json(args.metrics_out, {**result.metrics, "per_class": result.per_class,
                                        "images": result.images_evaluated, "missing_images": result.missing_images})
     if args.plots:
         for path in write_plots(result, load_ground_truth(args.annotations), args.plots):
@@ -128,25 +129,15 @@ def _cmd_val(args: argparse.Namespace) -> int:
     return 1 if result.missing_images else 0
 
 
-def _write_json(path: str, payload) -> None:
-    import json
-    from pathlib import Path
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, target)
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import benchmark
+    from .fileio import atomic_write_json
 
     threads = _int_list(args.threads, "--threads")
     rows = benchmark(args.model, threads=threads, runs=args.runs, warmup=args.warmup, image=args.image,
                      delegate=args.delegate)
     if args.json_out:
-        _write_json(args.json_out, [r.to_dict() for r in rows])
+        atomic_write_json(args.json_out, [r.to_dict() for r in rows])
     return 0
 
 

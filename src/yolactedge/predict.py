@@ -1,7 +1,6 @@
 """`yolactedge predict`: run a Detector over images, folders, globs, videos or a camera; save what the user asks."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .fileio import atomic_write, atomic_write_json
 from .runtime import Detector, ImageError, load_image
 from .runtime.images import VIDEO_SUFFIXES, expand_sources, iter_video
 from .visualize import draw_detections
@@ -68,7 +68,7 @@ def predict(
         bar.update()
     bar.close()
     if save_json is not None:
-        _atomic_text(Path(save_json), json.dumps(results))
+        atomic_write_json(save_json, results)
     return report
 
 
@@ -119,13 +119,4 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: could not encode the annotated image")
-    tmp = path.with_name(f".{path.name}.tmp")
-    data.tofile(tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data.tobytes()))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write_json
 from . import TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace
 from .calibration import calibration_dataset, held_out_images, representative_batches
 
@@ -792,11 +793,7 @@ def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    import json
-
-    from ..model.checkpoint import atomic_write
-
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=1, default=str).encode()))
+    atomic_write_json(path, data, indent=1, default=str)
 
 
 def _release_tf() -> None:

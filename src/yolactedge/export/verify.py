@@ -8,7 +8,6 @@ The report prints as a short table and is written as JSON beside the model (`<st
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..agreement import Agreement, agreement
+from ..fileio import atomic_write_json
 from ..postprocess import postprocess
 from . import TFLITE_OUTPUT_ORDER, ExportError
 
@@ -191,9 +191,7 @@ def verify_tflite(
         print(format_report(report), flush=True)
     if json_path is not False:
         path = Path(json_path) if json_path else tflite_path.with_suffix(".verify.json")
-        from ..model.checkpoint import atomic_write
-
-        atomic_write(path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+        atomic_write_json(path, report, indent=1)
         report["json"] = str(path)
     return report
 

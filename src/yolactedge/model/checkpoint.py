@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..config import COCO_CLASSES, DEMO_CLASSES, ModelConfig, config_from_dict, config_to_dict, get_preset
+from ..fileio import atomic_write, atomic_write_json
 from .backbone import RESNET_BLOCKS
 from .yolact import YolactEdge
 
@@ -176,22 +176,5 @@ def save_checkpoint(model: YolactEdge, path: str | os.PathLike, *, extra: dict |
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: torch.save(model.state_dict(), f))
     meta = {"config": config_to_dict(model.config), **(extra or {})}
-    atomic_write(sidecar_path(path), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write_json(sidecar_path(path), meta, indent=1)
     return path
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -41,7 +41,8 @@ from torch import nn
 
 from ..config import ModelConfig, get_preset
 from ..model.build import build_model
-from ..model.checkpoint import atomic_write, config_to_dict, load_state_dict_into, read_state_dict, save_checkpoint
+from ..fileio import atomic_write
+from ..model.checkpoint import config_to_dict, load_state_dict_into, read_state_dict, save_checkpoint
 from .loss import YolactLoss
 
 STATE_NAME = "last_state.pt"
