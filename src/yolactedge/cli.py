@@ -110,7 +110,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_val(args: argparse.Namespace) -> int:
-    from .evaluate import PROTOCOL, evaluate, format_metrics, load_ground_truth, write_plots
+    from .evaluate import PROTOCOL, evaluate, format_metrics, write_plots
     from .fileio import atomic_write_json
 
     options = {**PROTOCOL, "score_threshold": args.conf}
@@ -124,7 +124,7 @@ def _cmd_val(args: argparse.Namespace) -> int:
         atomic_write_json(args.metrics_out, {**result.metrics, "per_class": result.per_class,
                                        "images": result.images_evaluated, "missing_images": result.missing_images})
     if args.plots:
-        for path in write_plots(result, load_ground_truth(args.annotations), args.plots):
+        for path in write_plots(result, args.plots):
             print(f"plot: {path}")
     return 1 if result.missing_images else 0
 

@@ -33,7 +33,8 @@ class EvalResult:
     images_evaluated: int
     missing_images: list[str] = field(default_factory=list)
     results: list[dict] = field(default_factory=list, repr=False)
-    seconds_per_image: float = 0.0
+    inference_ms: list[float] = field(default_factory=list, repr=False)  # per image, the runtime call alone
+    evaluators: dict = field(default_factory=dict, repr=False)  # the COCOeval objects, for plots
 
 
 def load_ground_truth(annotation_file: str | os.PathLike):
@@ -128,7 +129,7 @@ def evaluate(
     results: list[dict] = []
     missing: list[str] = []
     evaluated: list[int] = []
-    seconds = 0.0
+    inference_ms: list[float] = []
     for info in tqdm(image_infos, desc="evaluating", unit="img", disable=not progress):
         path = images_dir / info["file_name"]
         try:
@@ -137,7 +138,7 @@ def evaluate(
             missing.append(str(path))
             continue
         prediction = detector(image)
-        seconds += sum(prediction.timings.values()) / 1000
+        inference_ms.append(prediction.timings["inference"])
         results.extend(prediction.detections.to_coco_json(info["id"], category_ids=cat_ids))
         evaluated.append(info["id"])
     if missing:
@@ -146,12 +147,12 @@ def evaluate(
         raise EvaluationError(f"none of the {len(image_infos)} annotated images could be read under {images_dir}")
     gt_subset = _restrict(gt, evaluated)
     names = {cid: name for cid, name in zip(cat_ids, detector.class_names)}
-    metrics, per_class = {}, {}
+    metrics, per_class, evaluators = {}, {}, {}
     for iou_type in ("bbox", "segm"):
-        stats, by_cat, _ = coco_stats(gt_subset, results, iou_type)
+        stats, by_cat, evaluators[iou_type] = coco_stats(gt_subset, results, iou_type)
         metrics[iou_type] = stats
         per_class[iou_type] = {names.get(cid, str(cid)): ap for cid, ap in by_cat.items()}
-    return EvalResult(metrics, per_class, len(evaluated), missing, results, seconds / len(evaluated))
+    return EvalResult(metrics, per_class, len(evaluated), missing, results, inference_ms, evaluators)
 
 
 def _restrict(gt, image_ids: list[int]):
@@ -180,8 +181,9 @@ def format_metrics(result: EvalResult) -> str:
     return "\n".join(rows)
 
 
-def write_plots(evaluator_results: EvalResult, gt, out_dir: str | os.PathLike) -> list[Path]:
-    """Precision-recall curves (AP50 and AP@[.5:.95]) and a per-class AP bar chart, as PNG files."""
+def write_plots(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:
+    """Precision-recall curves (IoU 0.50 and 0.75) and a per-class AP bar chart, as PNG files, drawn from the
+    evaluation's own COCOeval state (nothing is evaluated again)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +193,7 @@ def write_plots(evaluator_results: EvalResult, gt, out_dir: str | os.PathLike) -
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for iou_type in ("bbox", "segm"):
-        _, _, evaluator = coco_stats(gt, evaluator_results.results, iou_type)
+        evaluator = result.evaluators.get(iou_type)
         if evaluator is None:
             continue
         precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K]
@@ -207,8 +209,8 @@ def write_plots(evaluator_results: EvalResult, gt, out_dir: str | os.PathLike) -
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
-        names = list(evaluator_results.per_class[iou_type])
-        values = [evaluator_results.per_class[iou_type][n] for n in names]
+        names = list(result.per_class[iou_type])
+        values = [result.per_class[iou_type][n] for n in names]
         fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names)), 4))
         ax.bar(range(len(names)), values)
         ax.set_xticks(range(len(names)), names, rotation=90)
@@ -243,28 +245,13 @@ def compare(models: list[str], images_dir, annotation_file, *, limit: int | None
     rows = []
     for model in models:
         detector = Detector(model, backend=backend, num_threads=num_threads, **PROTOCOL)
-        timed = _TimedDetector(detector)
-        result = evaluate(timed, images_dir, annotation_file, limit=limit, progress=progress)
+        result = evaluate(detector, images_dir, annotation_file, limit=limit, progress=progress)
         rows.append(CompareRow(
             model=str(model), backend=detector.backend.name, size_mb=resolve_model_path(model).stat().st_size / 1e6,
             box_ap=result.metrics["bbox"]["AP"], mask_ap=result.metrics["segm"]["AP"],
-            inference_ms=statistics.median(timed.inference_ms),
+            inference_ms=statistics.median(result.inference_ms),
         ))
     return rows
-
-
-class _TimedDetector:
-    """Passes predictions through and keeps the inference times, for the latency column."""
-
-    def __init__(self, detector) -> None:
-        self.detector = detector
-        self.class_names = detector.class_names
-        self.inference_ms: list[float] = []
-
-    def __call__(self, image):
-        prediction = self.detector(image)
-        self.inference_ms.append(prediction.timings["inference"])
-        return prediction
 
 
 def format_compare(rows: list[CompareRow]) -> str:
