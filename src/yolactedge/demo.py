@@ -45,8 +45,7 @@ def run_demo(model: str = "demo", source: str | None = None, out_dir: str = "run
              threads: int | None = None, progress: bool = True) -> dict:
     """Returns the figures it prints: detections per image, median latencies, float-vs-int8 agreement."""
     from .predict import predict
-    from .runtime import Detector, load_image
-    from .runtime.images import expand_sources
+    from .runtime import Detector
 
     path = resolve_model_path(model)
     if not path.is_file():
@@ -55,17 +54,23 @@ def run_demo(model: str = "demo", source: str | None = None, out_dir: str = "run
     deploy = cached_int8(path, progress=progress) if path.suffix == ".pth" else path
     detector = Detector(deploy, num_threads=threads, score_threshold=DEMO_SCORE_THRESHOLD)
     print(f"model: {deploy} ({detector.backend.name}, input {detector.input_size[1]}x{detector.input_size[0]})")
-    report = predict(sources, detector, out_dir=out_dir, progress=progress)
+    compare_float = path.suffix == ".pth"
+    reference = Detector(path, num_threads=threads, score_threshold=DEMO_SCORE_THRESHOLD) if compare_float else None
+    total, float_ms = Agreement(0, 0, 0, float("nan"), float("nan")), []
+
+    def against_float(image, prediction) -> None:
+        nonlocal total
+        expected = reference(image)
+        float_ms.append(expected.timings["inference"])
+        total = total.merge(agreement(expected.detections, prediction.detections))
+
+    report = predict(sources, detector, out_dir=out_dir, progress=progress,
+                     on_prediction=against_float if compare_float else None)
+    if not report.images:
+        raise ValueError(f"no image could be read (first: {report.failed[0]})" if report.failed else "no images found")
     summary = {"images": report.images, "detections": report.detections,
-               "int8_inference_ms": statistics.median(report.inference_ms) if report.inference_ms else None}
-    if path.suffix == ".pth":
-        reference = Detector(path, num_threads=threads, score_threshold=DEMO_SCORE_THRESHOLD)
-        total, float_ms = Agreement(0, 0, 0, float("nan"), float("nan")), []
-        for item in expand_sources(sources):
-            image = load_image(item)
-            expected, got = reference(image), detector(image)
-            float_ms.append(expected.timings["inference"])
-            total = total.merge(agreement(expected.detections, got.detections))
+               "int8_inference_ms": statistics.median(report.inference_ms)}
+    if float_ms:
         summary["float_inference_ms"] = statistics.median(float_ms)
         summary["agreement"] = total
         print(format_agreement(total))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 
 from .fileio import atomic_write, atomic_write_json
-from .runtime import Detector, ImageError, load_image
+from .runtime import Detector, ImageError, Prediction, load_image
 from .runtime.images import VIDEO_SUFFIXES, expand_sources, iter_video
 from .visualize import draw_detections
 
@@ -33,11 +34,13 @@ def predict(
     draw: bool = True,
     category_ids: list[int] | None = None,
     progress: bool = True,
+    on_prediction: Callable[[np.ndarray, Prediction], None] | None = None,
 ) -> PredictReport:
     """Detect in every image or frame; unreadable files are reported and skipped, the rest still processed.
 
     Annotated images go to `out_dir` (videos become annotated .mp4 files); `save_json` gets a COCO results list
     whose image ids number the inputs from 1 in processing order, each result also naming its `file_name`.
+    `on_prediction(image, prediction)` sees every decoded image or frame with its prediction.
     """
     from tqdm import tqdm
 
@@ -50,7 +53,7 @@ def predict(
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for item in expand_sources(sources):
         if isinstance(item, int) or Path(item).suffix.lower() in VIDEO_SUFFIXES:
-            _predict_video(item, detector, out, report, results, image_ids, category_ids, bar)
+            _predict_video(item, detector, out, report, results, image_ids, category_ids, bar, on_prediction)
             continue
         try:
             image = load_image(item)
@@ -60,6 +63,8 @@ def predict(
             continue
         prediction = detector(image)
         _record(item, prediction, report, results, image_ids, category_ids, bar)
+        if on_prediction is not None:
+            on_prediction(image, prediction)
         if out is not None:
             target = _unique_path(out, Path(item).stem + ".jpg", report.written)
             canvas = draw_detections(image, prediction.detections, detector.class_names)
@@ -82,12 +87,14 @@ def _record(name, prediction, report, results, image_ids, category_ids, bar) -> 
     bar.write(f"{name}: {prediction.summary()}")
 
 
-def _predict_video(source, detector, out, report, results, image_ids, category_ids, bar) -> None:
+def _predict_video(source, detector, out, report, results, image_ids, category_ids, bar, on_prediction) -> None:
     writer = None
     try:
         for name, frame in iter_video(source):
             prediction = detector(frame)
             _record(name, prediction, report, results, image_ids, category_ids, bar)
+            if on_prediction is not None:
+                on_prediction(frame, prediction)
             if out is not None:
                 canvas = draw_detections(frame, prediction.detections, detector.class_names)
                 if writer is None:

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, get_preset
-from ..model.build import build_model
 from ..fileio import atomic_write
+from ..model.build import build_model
 from ..model.checkpoint import config_to_dict, load_state_dict_into, read_state_dict, save_checkpoint
 from .loss import YolactLoss
 
