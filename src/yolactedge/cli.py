@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 import warnings
+from pathlib import Path
 
 from . import __version__
 
@@ -134,10 +135,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .fileio import atomic_write_json
 
     threads = _int_list(args.threads, "--threads")
+    if args.ops:
+        return _bench_ops(args, threads)
     rows = benchmark(args.model, threads=threads, runs=args.runs, warmup=args.warmup, image=args.image,
                      delegate=args.delegate)
     if args.json_out:
         atomic_write_json(args.json_out, [r.to_dict() for r in rows])
+    return 0
+
+
+def _bench_ops(args: argparse.Namespace, threads: list[int]) -> int:
+    from .fileio import atomic_write_json
+    from .opprofile import format_outside, format_side_by_side, profile_side_by_side
+
+    if len(threads) != 1:
+        raise UsageError("--ops profiles at one thread count; give --threads N")
+    paths = [Path(m) for m in args.model]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        if path.suffix.lower() != ".tflite":
+            raise UsageError(f"--ops profiles .tflite files; {path.name} is not one")
+    profiles = profile_side_by_side(paths, threads=threads[0], runs=args.runs, warmup=args.warmup)
+    print(f"per-operator profile, {threads[0]} thread(s); each op run alone, 'outside' = not taken by XNNPACK")
+    print(format_side_by_side(profiles))
+    for profile in profiles:
+        print(format_outside(profile))
+    if args.json_out:
+        atomic_write_json(args.json_out, [p.to_dict() for p in profiles])
     return 0
 
 
@@ -274,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=5)
     bench.add_argument("--image", help="image to run on (default: a synthetic 1920x1080 scene)")
     bench.add_argument("--delegate", help="LiteRT external delegate library")
+    bench.add_argument("--ops", action="store_true",
+                       help="per-operator profile of .tflite files, side by side (like --enable_op_profiling)")
     bench.add_argument("--json-out", help="write the rows as JSON")
     bench.set_defaults(func=_cmd_bench)
 

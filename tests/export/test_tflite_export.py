@@ -212,6 +212,7 @@ def test_vela_compiles_the_int8_model(int8, tmp_path):
     compiled = Path(vela["path"])
     assert compiled.is_file() and compiled.stat().st_size > 0
     assert vela["accelerator"] == "ethos-u65-256"
+    assert float(vela["summary"]["Estimated inference time"].removesuffix(" ms")) > 0  # from Vela's summary CSV
 
 
 # --- calibration folders (no TensorFlow) -------------------------------------------------------------------------

@@ -637,9 +637,24 @@ def run_vela(tflite_path: str | os.PathLike, output_dir: str | os.PathLike, *,
         detail = _last_line(proc.stderr) or _last_line(proc.stdout) or f"exit code {proc.returncode}"
         raise ExportError(f"Vela failed: {detail}")
     summary = _vela_summary(proc.stdout)
+    summary.update(_vela_csv_estimate(output_dir, tflite_path.stem))
     version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout.strip()
     return {"path": str(produced), "accelerator": accelerator, "version": version,
             "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(args)), "summary": summary}
+
+
+def _vela_csv_estimate(output_dir: Path, stem: str) -> dict:
+    """Vela's estimated inference time and NPU cycles, which it writes only to its summary CSV."""
+    import csv
+
+    for path in sorted(output_dir.glob(f"{stem}_summary_*.csv")):
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and rows[0].get("inference_time"):
+            row = rows[0]
+            return {"Estimated inference time": f"{float(row['inference_time']) * 1000:.2f} ms",
+                    "NPU cycles": row.get("cycles_npu", "")}
+    return {}
 
 
 def _vela_summary(stdout: str) -> dict:

@@ -1,6 +1,10 @@
 """The protonet: P3 → `mask_dim` prototype masks at twice P3's resolution, NHWC.
 
 Indices inside the Sequential match the original's `proto_net.{0,2,4,8,10}` parameter keys.
+
+The original puts a ReLU after the upsampling too. Bilinear upsampling of the preceding ReLU's non-negative output
+is a convex combination, hence non-negative, so that ReLU never changes a value; it stays out of our graph because
+an exported int8 RELU on the full-resolution prototype map is the one op XNNPACK leaves to the slow kernels.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def build_protonet(in_channels: int, channels: int, mask_dim: int) -> nn.Sequent
         nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
-        Upsample2x(), nn.ReLU(inplace=True),
+        Upsample2x(), nn.Identity(),
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(channels, mask_dim, 1),
     )
