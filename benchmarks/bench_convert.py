@@ -1,11 +1,14 @@
 """Time a full conversion and measure its memory: YOLACT-Edge MobileNetV2 at 550 → int8 TFLite, 100 images.
 
 Prints each stage's wall time and peak RSS (this process plus its children, sampled every 50 ms with psutil),
-then the whole run's peak from getrusage. Random weights with randomised BatchNorm statistics unless a
-checkpoint is given; synthetic calibration images unless --calib is given. Writes into a temporary folder.
+then the whole run's peak from getrusage, and the export's own checks (ONNX vs PyTorch, TFLite vs ONNX). Without
+a checkpoint, a random one (randomised BatchNorm statistics) is written in the official key layout and converted
+from the file; synthetic calibration images unless --calib is given. Writes into a temporary folder.
 
     python benchmarks/bench_convert.py                     # the acceptance run: < 3 min, < 3 GB
     python benchmarks/bench_convert.py CHECKPOINT --calib DIR --precision int16x8
+    python benchmarks/bench_convert.py --precision fp32      # fp32 TFLite vs ONNX at 550, official layout
+    python benchmarks/bench_convert.py --preset yolact_edge_resnet50
 """
 from __future__ import annotations
 
@@ -81,9 +84,24 @@ def randomize_batchnorm(model, seed: int = 0) -> None:
                 module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
+def official_layout_checkpoint(preset: str, folder: Path) -> Path:
+    """A random-weight .pth holding only the state_dict in the original's key layout (no config sidecar), as
+    an official checkpoint is; the exporter infers the architecture from its keys."""
+    from yolactedge import build_model
+    from yolactedge.model.checkpoint import save_checkpoint, sidecar_path
+
+    model = build_model(preset)
+    randomize_batchnorm(model)
+    path = save_checkpoint(model, folder / f"{preset}_random.pth")
+    sidecar_path(path).unlink()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="checkpoint path (default: random yolact_edge_mobilenetv2)")
+    parser.add_argument("--preset", default="yolact_edge_mobilenetv2",
+                        help="architecture of the random checkpoint when none is given")
     parser.add_argument("--precision", default="int8", choices=("fp32", "fp16", "int8", "int16x8"))
     parser.add_argument("--calib", help="calibration image folder (default: synthetic renders)")
     parser.add_argument("--calib-count", type=int, default=100)
@@ -94,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with RssSampler() as sampler:
         start = time.perf_counter()
-        from yolactedge.export import Stages, export_model  # noqa: F401  (timed: imports are part of the cost)
+        from yolactedge.export import Stages, export_model
 
         stage_peaks: dict[str, int] = {}
         original_run = Stages.run
@@ -108,14 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
         Stages.run = run
         import_time = time.perf_counter() - start
-        if args.checkpoint:
-            model = args.checkpoint
-        else:
-            from yolactedge import build_model
-
-            model = build_model("yolact_edge_mobilenetv2")
-            randomize_batchnorm(model)
         with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
+            model = args.checkpoint or official_layout_checkpoint(args.preset, Path(tmp))
             output = Path(tmp) / f"model_{args.precision}.tflite"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -145,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"output order: {result.output_order}; stray ops: {result.stray_ops or 'none'}")
     if calibration:
         print(f"calibrator: {calibration.get('calibrator', '?')}")
+    if result.onnx_check:
+        print(f"ONNX vs PyTorch, max relative error: {result.onnx_check['max_relative_error']:.2e}")
+    if result.verification:
+        relative = {name: e["max_abs"] / max(abs(v) for v in e["reference_range"])
+                    for name, e in result.verification["outputs"].items()}
+        print(f"TFLite {result.precision} vs ONNX, max |error| / max |ONNX| per output: "
+              + ", ".join(f"{k} {v:.2e}" for k, v in relative.items()))
     ok = total < 180 and max(sampler.peak, self_peak) < 3e9
     print(f"budget (< 180 s, < 3 GB): {'OK' if ok else 'EXCEEDED'}")
     return 0

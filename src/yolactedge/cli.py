@@ -74,7 +74,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters must be at least 1, got {args.iters}")
     best = train(
-        args.data, config=args.config, weights=args.weights, iters=args.iters, epochs=args.epochs,
+        args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
+        iters=args.iters, epochs=args.epochs,
         batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
         val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
         val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="dataset folder (images/ + annotations.json) or ANN.json")
     train.add_argument("--config", default="yolact_edge_demo", help="preset name (see yolactedge info --presets)")
     train.add_argument("--weights", help="checkpoint to fine-tune from (class layers re-initialised if needed)")
+    train.add_argument("--backbone-weights",
+                       help="ImageNet backbone to start from: torchvision mobilenet_v2 / resnet50 / resnet101 .pth")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int)
     length.add_argument("--epochs", type=float)

@@ -164,7 +164,7 @@ def keras_to_tflite(
     spec = tf.TensorSpec(keras_model.inputs[0].shape, tf.float32, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
-    def serve(input):  # noqa: A002  (the argument name becomes the signature's input name)
+    def serve(input):
         outputs = hidden.model(input, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return {name: tensor for name, tensor in zip(names, outputs)}
@@ -341,7 +341,7 @@ def fast_calibration(dataset: CalibrationSet, state: dict, *, progress: bool = T
             state["fast"] = False
             return original_quantize(self, dataset_gen, *args, **kwargs)
         quantizer = calibrator.Calibrator(calibrated)  # no samples fed: it quantizes with the ranges in the model
-        return quantizer._calibrator.QuantizeModel(  # noqa: SLF001  (what calibrate_and_quantize itself calls)
+        return quantizer._calibrator.QuantizeModel(
             codes[0], codes[1], a["allow_float"], codes[2], codes[3], a["disable_per_channel"],
             a["disable_per_channel_quantization_for_dense_layers"],
         )
@@ -551,7 +551,7 @@ def inspect_tflite(model, precision: str | None = None) -> dict:
     inputs = [_tensor_info(d, INPUT_NAME if len(interpreter.get_input_details()) == 1 else d["name"])
               for d in interpreter.get_input_details()]
     outputs = [_tensor_info(d, names.get(d["index"], d["name"])) for d in interpreter.get_output_details()]
-    ops = interpreter._get_ops_details()  # noqa: SLF001  (the only way to list a model's ops)
+    ops = interpreter._get_ops_details()
     histogram = dict(sorted(Counter(op["op_name"] for op in ops).items(), key=lambda kv: (-kv[1], kv[0])))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision)
@@ -712,11 +712,13 @@ def export_tflite(
             for w in caught:
                 result_warnings.append(str(w.message))
                 warnings.warn(str(w.message), stacklevel=3)
+        onnx_check = None
         if source.onnx_path is not None:
             onnx_path, simplified = source.onnx_path, source.simplified
         else:
             onnx_path, simplified = workdir / "model.onnx", True
-            stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress)
+            onnx_check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1,
+                                    progress=progress)["check"]
         keras_model = stages.run("ONNX → TensorFlow (onnx2tf)", onnx_to_keras, onnx_path, workdir, simplified=simplified)
         convert_info: dict = {}
         data = stages.run(f"TFLite {precision}", keras_to_tflite, keras_model, precision, calib_images,
@@ -782,7 +784,7 @@ def export_tflite(
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
         output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
         stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info), verification=verification,
-        verify_json=verify_json, vela=vela, warnings=result_warnings,
+        verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
     )
     if progress:
         print(result.summary(), flush=True)

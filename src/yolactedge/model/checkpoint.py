@@ -17,7 +17,14 @@ from pathlib import Path
 
 import torch
 
-from ..config import COCO_CLASSES, DEMO_CLASSES, ModelConfig, config_from_dict, config_to_dict, get_preset
+from ..config import (
+    COCO_CLASSES,
+    DEMO_CLASSES,
+    ModelConfig,
+    config_from_dict,
+    config_to_dict,
+    get_preset,
+)
 from ..fileio import atomic_write, atomic_write_json
 from .backbone import RESNET_BLOCKS
 from .yolact import YolactEdge
@@ -162,6 +169,37 @@ def load_state_dict_into(
     merged = {k: (own[k] if k in mismatched else state_dict[k]) for k in own}
     model.load_state_dict(merged, strict=True)
     return unused + mismatched
+
+
+def load_backbone_weights(model: YolactEdge, path: str | os.PathLike) -> int:
+    """ImageNet initialisation as the original's `init_backbone` does it → number of tensors loaded.
+
+    MobileNetV2: a torchvision `mobilenet_v2` state_dict, `classifier.*` dropped, matched to our backbone by
+    position (the original zips the key lists). `num_batches_tracked` counters are left out on both sides, so
+    files saved with or without them fit. ResNet: torchvision `resnet50/101` keys, `layerN.` renamed to
+    `layers.(N-1).`, `fc.*` ignored. Every backbone tensor must be filled, with the same shape.
+    """
+    source = read_state_dict(path)
+    own = {k: v for k, v in model.backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    if model.config.backbone == "mobilenetv2":
+        values = [v for k, v in source.items() if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")]
+        if len(values) != len(own):
+            raise CheckpointError(f"{path}: {len(values)} backbone tensors, MobileNetV2 needs {len(own)} "
+                                  "(expected torchvision's mobilenet_v2 state_dict)")
+        mapped = dict(zip(own, values))
+    else:
+        mapped = {re.sub(r"^layer(\d+)\.", lambda m: f"layers.{int(m.group(1)) - 1}.", k): v
+                  for k, v in source.items() if not k.startswith("fc.")}
+        missing = [k for k in own if k not in mapped]
+        if missing:
+            raise CheckpointError(f"{path}: not a torchvision {model.config.backbone} state_dict "
+                                  f"({len(missing)} backbone tensors missing, e.g. {missing[0]})")
+    for key, tensor in own.items():
+        if tuple(mapped[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: shape mismatch at {key}: file {tuple(mapped[key].shape)} "
+                                  f"vs backbone {tuple(tensor.shape)}")
+    model.backbone.load_state_dict({k: mapped[k] for k in own}, strict=False)
+    return len(own)
 
 
 def _few(keys: list[str], count: int = 3) -> str:

@@ -31,9 +31,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,13 @@ from torch import nn
 from ..config import ModelConfig, get_preset
 from ..fileio import atomic_write
 from ..model.build import build_model
-from ..model.checkpoint import config_to_dict, load_state_dict_into, read_state_dict, save_checkpoint
+from ..model.checkpoint import (
+    config_to_dict,
+    load_backbone_weights,
+    load_state_dict_into,
+    read_state_dict,
+    save_checkpoint,
+)
 from .loss import YolactLoss
 
 STATE_NAME = "last_state.pt"
@@ -72,7 +79,7 @@ class Schedule:
     def create(
         cls, max_iter: int, lr: float, *, warmup_iters: int | None = None, warmup_init: float | None = None,
         lr_steps: tuple[float, ...] = (0.7, 0.9), gamma: float = 0.1,
-    ) -> "Schedule":
+    ) -> Schedule:
         if max_iter < 1:
             raise ValueError(f"the run needs at least one iteration, got {max_iter}")
         if lr <= 0:
@@ -342,6 +349,7 @@ def train(
     *,
     config: ModelConfig | str = "yolact_edge_demo",
     weights: str | os.PathLike | None = None,
+    backbone_weights: str | os.PathLike | None = None,
     iters: int | None = None,
     epochs: float | None = None,
     batch_size: int = 8,
@@ -379,6 +387,9 @@ def train(
     config: preset name or ModelConfig; input_size overrides its input size (anchor scales follow).
     weights: checkpoint (official layout or ours) to start from; tensors whose shape differs (the
         class-dependent conf_layer and semantic_seg_conv when the class count changes) stay freshly initialised.
+    backbone_weights: ImageNet weights for the backbone alone (torchvision mobilenet_v2 / resnet50 / resnet101
+        state_dict), loaded as the original's init_backbone does, when neither `weights` nor a resumed state
+        gives the model its weights.
     iters / epochs: length of the run (iters wins; default 20 epochs). One iteration = batch_size images per
         process.
     resume: continue from `out_dir/last_state.pt` with its saved schedule, iteration and optimizer (the
@@ -401,6 +412,8 @@ def train(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if weights is not None and backbone_weights is not None:
+        raise ValueError("give --weights (a whole model) or --backbone-weights (ImageNet backbone), not both")
     if device is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
     else:
@@ -450,6 +463,9 @@ def train(
             ignored = load_state_dict_into(model, read_state_dict(weights), reinit_mismatched=True)
             reinit = [k for k in ignored if k in model.state_dict()]
             log(f"fine-tuning from {weights}" + (f"; re-initialised {len(reinit)} tensors ({', '.join(reinit[:4])})" if reinit else ""))
+        elif state is None and backbone_weights is not None:
+            loaded = load_backbone_weights(model, backbone_weights)
+            log(f"backbone initialised from {backbone_weights} ({loaded} tensors)")
         model.to(dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
         if state is not None:
