@@ -180,3 +180,18 @@ def test_adamw_run_resumes_with_adamw(tiny, tmp_path):
     assert "exp_avg_sq" in next(iter(state["optimizer"]["state"].values()))  # Adam moments, not SGD momentum
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
         train(tiny, out_dir=tmp_path / "bad", **{**kw, "optimizer_name": "lion"})
+
+
+def test_training_starts_from_imagenet_backbone_weights(tiny, tmp_path, capsys):
+    source = build_model("yolact_edge_demo", input_size=SIZE)
+    values = [v for k, v in source.backbone.state_dict().items() if not k.endswith("num_batches_tracked")]
+    imagenet = tmp_path / "mobilenet_v2.pth"
+    torch.save({**{f"features.{i}": v for i, v in enumerate(values)}, "classifier.1.weight": torch.zeros(1000, 1280)},
+               imagenet)
+    out = tmp_path / "bb"
+    train(tiny, backbone_weights=imagenet, iters=1, batch_size=2, out_dir=out, lr=1e-9, warmup_iters=0, seed=5,
+          **COMMON)
+    trained = read_state_dict(out / "last.pth")
+    key = "backbone.layers.3.0.conv.1.0.weight"
+    torch.testing.assert_close(trained[key], source.state_dict()[key], rtol=0, atol=1e-6)
+    assert f"backbone initialised from {imagenet}" in capsys.readouterr().out
