@@ -33,10 +33,10 @@ def recipe_int8(onnx_path: Path, workdir: Path, images: np.ndarray) -> tuple[Pat
     import onnx2tf
     import tensorflow as tf
 
-    from yolactedge.export.tflite import SAMPLE_DATA_FILE
+    from yolactedge.export.tflite import preempt_sample_download
 
     times = {}
-    np.save(workdir / SAMPLE_DATA_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+    preempt_sample_download(workdir)
     saved_model = workdir / "saved_model"
     start = time.perf_counter()
     with contextlib.chdir(workdir), contextlib.redirect_stdout(io.StringIO()):

@@ -12,8 +12,10 @@ Needs only ai-edge-litert (its flatbuffer schema) and NumPy, like the rest of th
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import statistics
+import struct
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -79,7 +81,10 @@ def _read_model(path: str | os.PathLike):
     data = Path(path).read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError(f"{path}: not a TFLite flatbuffer")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except (struct.error, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt TFLite file ({exc})") from None
     if len(model.subgraphs or []) != 1:
         raise ValueError(f"{path}: {len(model.subgraphs or [])} subgraphs; only single-subgraph models are profiled")
     return model
@@ -91,8 +96,12 @@ def _op_name(model, op) -> str:
     value = max(code.builtinCode, code.deprecatedBuiltinCode)
     if value == schema.BuiltinOperator.CUSTOM:
         return (code.customCode or b"CUSTOM").decode() if isinstance(code.customCode, bytes) else str(code.customCode)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(value, str(value))
+    return _builtin_names().get(value, str(value))
+
+
+@functools.cache
+def _builtin_names() -> dict[int, str]:
+    return {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
 
 
 def _is_constant(model, tensor) -> bool:
@@ -179,11 +188,10 @@ def _feed(interpreter, rng: np.random.Generator) -> None:
         interpreter.set_tensor(detail["index"], _random_input(detail, rng))
 
 
-def profile_ops(path: str | os.PathLike, *, threads: int = 2, runs: int = 20, warmup: int = 3,
-                whole_runs: int = 10) -> ModelProfile:
-    """Time every operator of a TFLite file alone, and the whole file, with LiteRT's default delegates."""
-    if runs < 1 or warmup < 0 or whole_runs < 1:
-        raise ValueError(f"runs and whole_runs must be >= 1 and warmup >= 0 (got {runs}, {whole_runs}, {warmup})")
+def _op_timings(path: str | os.PathLike, threads: int, runs: int, warmup: int) -> list[OpTiming]:
+    """Each operator of the file cut out, run alone with the default delegates, timed."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0 (got {runs}, {warmup})")
     model = _read_model(path)
     graph = model.subgraphs[0]
     rng = np.random.default_rng(0)
@@ -200,10 +208,17 @@ def profile_ops(path: str | os.PathLike, *, threads: int = 2, runs: int = 20, wa
         timings.append(OpTiming(
             index=index, op=_op_name(model, op), output_shape=[int(v) for v in graph.tensors[op.outputs[0]].shape],
             dtypes=dtypes, in_fast_kernels=delegated, median_us=_median_invoke_us(interpreter, runs, warmup)))
-    whole = _interpreter(Path(path).read_bytes(), threads)
-    _feed(whole, rng)
-    whole_ms = _median_invoke_us(whole, whole_runs, min(warmup, 2)) / 1000
-    return ModelProfile(model=str(path), threads=threads, ops=timings, whole_model_ms=whole_ms)
+    return timings
+
+
+def profile_ops(path: str | os.PathLike, *, threads: int = 2, runs: int = 20, warmup: int = 3,
+                whole_runs: int = 10) -> ModelProfile:
+    """Time every operator of a TFLite file alone, and the whole file, with LiteRT's default delegates."""
+    if whole_runs < 1:
+        raise ValueError(f"whole_runs must be >= 1, got {whole_runs}")
+    ops = _op_timings(path, threads, runs, warmup)
+    (whole_ms,) = interleaved_latency_ms([path], threads=threads, runs=whole_runs, warmup=min(warmup, 2))
+    return ModelProfile(model=str(path), threads=threads, ops=ops, whole_model_ms=whole_ms)
 
 
 def interleaved_latency_ms(paths: list[str | os.PathLike], *, threads: int = 2, runs: int = 20,
@@ -228,10 +243,9 @@ def interleaved_latency_ms(paths: list[str | os.PathLike], *, threads: int = 2, 
 def profile_side_by_side(paths: list[str | os.PathLike], *, threads: int = 2, runs: int = 20,
                          warmup: int = 3) -> list[ModelProfile]:
     """profile_ops for each file, with whole-model times from interleaved runs."""
-    profiles = [profile_ops(p, threads=threads, runs=runs, warmup=warmup, whole_runs=1) for p in paths]
-    for profile, ms in zip(profiles, interleaved_latency_ms(paths, threads=threads, runs=runs, warmup=warmup)):
-        profile.whole_model_ms = ms
-    return profiles
+    ops = [_op_timings(p, threads, runs, warmup) for p in paths]
+    whole = interleaved_latency_ms(paths, threads=threads, runs=runs, warmup=warmup)
+    return [ModelProfile(model=str(p), threads=threads, ops=o, whole_model_ms=ms) for p, o, ms in zip(paths, ops, whole)]
 
 
 def format_side_by_side(profiles: list[ModelProfile], labels: list[str] | None = None) -> str:

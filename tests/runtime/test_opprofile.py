@@ -89,6 +89,13 @@ def test_not_a_tflite_file(tmp_path):
         profile_ops(bogus)
 
 
+def test_truncated_tflite_file(tiny_tflite, tmp_path):
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(tiny_tflite["int8"].read_bytes()[:2000])
+    with pytest.raises(ValueError, match="truncated or corrupt TFLite file"):
+        profile_ops(truncated)
+
+
 def test_cli_bench_ops(tiny_tflite, tmp_path, capsys):
     out = tmp_path / "ops.json"
     assert main(["bench", "--ops", "--model", str(tiny_tflite["int8"]), "--threads", "1", "--runs", "1",

@@ -106,14 +106,19 @@ def keras_vs_onnx(keras_model, onnx_path, image: np.ndarray | None = None) -> fl
     return worst
 
 
+def preempt_sample_download(workdir: Path) -> None:
+    """onnx2tf downloads a calibration sample file unless one is in its working directory: write one."""
+    sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+    np.save(Path(workdir) / SAMPLE_DATA_FILE, sample)
+
+
 def _onnx2tf(onnx_path, workdir, *, simplified: bool, strict: bool):
     _import_tf()
     import onnx2tf
 
     workdir = Path(workdir).resolve()
     onnx_path = Path(onnx_path).resolve()
-    sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
-    np.save(workdir / SAMPLE_DATA_FILE, sample)  # pre-empts onnx2tf's download
+    preempt_sample_download(workdir)
     stdout = io.StringIO()
     try:
         with working_directory(workdir), warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
@@ -164,7 +169,7 @@ def keras_to_tflite(
     spec = tf.TensorSpec(keras_model.inputs[0].shape, tf.float32, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
-    def serve(input):
+    def serve(input):  # the argument name becomes the signature's input name
         outputs = hidden.model(input, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return {name: tensor for name, tensor in zip(names, outputs)}
@@ -341,7 +346,7 @@ def fast_calibration(dataset: CalibrationSet, state: dict, *, progress: bool = T
             state["fast"] = False
             return original_quantize(self, dataset_gen, *args, **kwargs)
         quantizer = calibrator.Calibrator(calibrated)  # no samples fed: it quantizes with the ranges in the model
-        return quantizer._calibrator.QuantizeModel(
+        return quantizer._calibrator.QuantizeModel(  # what calibrate_and_quantize itself calls
             codes[0], codes[1], a["allow_float"], codes[2], codes[3], a["disable_per_channel"],
             a["disable_per_channel_quantization_for_dense_layers"],
         )
@@ -551,7 +556,7 @@ def inspect_tflite(model, precision: str | None = None) -> dict:
     inputs = [_tensor_info(d, INPUT_NAME if len(interpreter.get_input_details()) == 1 else d["name"])
               for d in interpreter.get_input_details()]
     outputs = [_tensor_info(d, names.get(d["index"], d["name"])) for d in interpreter.get_output_details()]
-    ops = interpreter._get_ops_details()
+    ops = interpreter._get_ops_details()  # the only way to list a model's ops
     histogram = dict(sorted(Counter(op["op_name"] for op in ops).items(), key=lambda kv: (-kv[1], kv[0])))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision)
