@@ -97,3 +97,5 @@ def test_bench_and_synth_bad_numbers(capsys, tmp_path, tiny_checkpoint):
     assert_one_line_error(code, err, "comma-separated integers")
     code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "d"), "--images", "0")
     assert_one_line_error(code, err, "at least 1")
+    code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "d"), "--images", "2", "--workers", "-1")
+    assert_one_line_error(code, err, "at least 0")

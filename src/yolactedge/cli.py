@@ -48,7 +48,9 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
     if args.images < 1:
         raise UsageError(f"--images must be at least 1, got {args.images}")
-    out = generate_dataset(args.out, args.images, seed=args.seed, image_size=args.imgsz)
+    if args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, got {args.workers}")
+    out = generate_dataset(args.out, args.images, seed=args.seed, image_size=args.imgsz, workers=args.workers)
     print(f"wrote {args.images} images and {out / 'annotations.json'}")
     return 0
 
@@ -236,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--images", type=int, required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--imgsz", type=int, default=320)
+    synth.add_argument("--workers", type=int, default=0,
+                       help="processes rendering images (the files are the same for any number)")
     synth.set_defaults(func=_cmd_data_synth)
 
     train = sub.add_parser("train", help="train on a COCO-format dataset (also under torchrun for DDP)")

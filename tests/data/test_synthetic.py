@@ -162,10 +162,10 @@ def test_generate_dataset(tmp_path):
 
 
 def test_generate_dataset_is_byte_identical(tmp_path):
-    a = generate_dataset(tmp_path / "a", 3, seed=5, progress=False)
-    b = generate_dataset(tmp_path / "b", 3, seed=5, progress=False)
+    a = generate_dataset(tmp_path / "a", 5, seed=5, progress=False)
+    b = generate_dataset(tmp_path / "b", 5, seed=5, progress=False, workers=2)
     assert (a / "annotations.json").read_bytes() == (b / "annotations.json").read_bytes()
-    for i in range(3):
+    for i in range(5):
         name = f"images/{i:06d}.jpg"
         assert (a / name).read_bytes() == (b / name).read_bytes()
 

@@ -371,25 +371,50 @@ def _annotations(masks: np.ndarray, classes: np.ndarray, image_id: int, first_id
     ]
 
 
-def generate_dataset(out_dir, num_images: int, *, seed: int = 0, image_size: int = 320, progress: bool = True) -> Path:
+def _write_sample(job: tuple[Path, int, int, int]) -> list[dict]:
+    """Render image `index`, write its JPEG, return its annotations numbered from 1 (renumbered by the caller)."""
+    images_dir, seed, index, image_size = job
+    image, quality, masks, classes = _render(sample_rng(seed, index), image_size)
+    (images_dir / f"{index:06d}.jpg").write_bytes(_jpeg(image, quality))
+    return _annotations(masks, classes, image_id=index + 1, first_id=1)
+
+
+def generate_dataset(out_dir, num_images: int, *, seed: int = 0, image_size: int = 320, progress: bool = True,
+                     workers: int = 0) -> Path:
     """Write out_dir/images/000000.jpg... and out_dir/annotations.json (COCO, category ids 1..6); return out_dir.
 
-    The same seed gives byte-identical files.
+    The same seed gives byte-identical files, whatever the number of worker processes (0: this process).
     """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for i in tqdm(range(num_images), desc="synthetic shapes", unit="img", disable=not progress):
-        image, quality, masks, classes = _render(sample_rng(seed, i), image_size)
-        name = f"{i:06d}.jpg"
-        (out / "images" / name).write_bytes(_jpeg(image, quality))
-        images.append({"id": i + 1, "file_name": name, "width": image_size, "height": image_size})
-        annotations += _annotations(masks, classes, image_id=i + 1, first_id=len(annotations) + 1)
+    jobs = [(out / "images", seed, i, image_size) for i in range(num_images)]
+    bar = tqdm(total=num_images, desc="synthetic shapes", unit="img", disable=not progress)
+    annotations: list[dict] = []
+
+    def collect(records: list[dict]) -> None:
+        for record in records:
+            record["id"] = len(annotations) + 1
+            annotations.append(record)
+        bar.update(1)
+
+    if workers == 0:
+        for job in jobs:
+            collect(_write_sample(job))
+    else:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            for records in pool.imap(_write_sample, jobs, chunksize=16):
+                collect(records)
+    bar.close()
     data = {
         "info": {"description": "yolactedge synthetic shapes", "seed": seed, "image_size": image_size},
-        "images": images,
+        "images": [{"id": i + 1, "file_name": f"{i:06d}.jpg", "width": image_size, "height": image_size}
+                   for i in range(num_images)],
         "annotations": annotations,
         "categories": [{"id": j + 1, "name": name, "supercategory": "shape"} for j, name in enumerate(DEMO_CLASSES)],
     }

@@ -36,14 +36,16 @@ class TorchBackend(Backend):
             torch.set_num_threads(num_threads)
         self._torch = torch
         self.module = model.eval()
+        first = next(model.parameters(), None)
+        self._device = first.device if first is not None else torch.device("cpu")  # a model training on a GPU
         size = model.config.input_size
         self.input_spec = InputSpec("input", (size, size), "NCHW", np.dtype(np.float32))
         self.class_names = tuple(model.config.class_names)
 
     def invoke(self, tensor: np.ndarray) -> RawOutputs:
         with self._torch.inference_mode():
-            outputs = self.module(self._torch.from_numpy(tensor))
-        return RawOutputs(*(o.numpy() for o in outputs))
+            outputs = self.module(self._torch.from_numpy(tensor).to(self._device))
+        return RawOutputs(*(o.cpu().numpy() for o in outputs))
 
     @functools.cached_property
     def output_info(self) -> dict[str, tuple[str, tuple[int, ...], str]]:
