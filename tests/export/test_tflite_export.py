@@ -115,6 +115,25 @@ def test_int8_interface(int8):
     assert result.calibration["calibrator"].startswith("fast")
 
 
+def test_int8_boxes_are_quantized_over_the_image(int8):
+    """The boxes are quantized over the image ([0, 1]): int8 steps of 1/255 of its side, saturating at the border."""
+    result, _ = int8
+    interpreter = Interpreter(model_path=str(result.path))
+    interpreter.allocate_tensors()
+    boxes_index = signature_outputs(result.path.read_bytes())["boxes"]
+    tensors = interpreter.get_tensor_details()
+    (producer,) = [op for op in interpreter._get_ops_details()
+                   if boxes_index in op["outputs"] and op["op_name"] != "DELEGATE"]
+    assert producer["op_name"] == "DEQUANTIZE"
+    scale, zero_point = tensors[producer["inputs"][0]]["quantization"]
+    assert scale == pytest.approx(1 / 255, rel=1e-3) and zero_point == -128
+    (inp,) = interpreter.get_input_details()
+    interpreter.set_tensor(inp["index"], np.random.default_rng(0).integers(-128, 128, inp["shape"], dtype=np.int8))
+    interpreter.invoke()
+    boxes = interpreter.get_tensor(boxes_index)
+    assert boxes.min() >= 0.0 and boxes.max() <= 1.0 and np.unique(boxes).size > 100
+
+
 def test_int8_graph_is_lean(int8):
     result, _ = int8
     ops = result.op_histogram
