@@ -24,7 +24,7 @@ finite and differentiable where it does. Pixels outside the crop contribute noth
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -47,15 +47,16 @@ def _tensor(value: Any, device: torch.device, dtype: torch.dtype) -> torch.Tenso
 def prepare_targets(targets: Sequence[Mapping[str, Any]], device: torch.device | str = "cpu") -> list[dict]:
     """Dataset targets (numpy or tensors) → tensors on `device`; degenerate boxes and their masks dropped.
 
-    Each target needs `boxes` [k, 4] normalised x1y1x2y2, `labels` [k] 0-based, `masks` [k, H, W] (0/1) and
-    optionally `crowd_boxes` [m, 4].
+    Each target needs `boxes` [k, 4] normalised x1y1x2y2, `labels` [k] 0-based, `masks` [k, H, W] (0/1, kept
+    as uint8: a quarter of the bytes to move) and optionally `crowd_boxes` [m, 4].
     """
     device = torch.device(device)
     out = []
     for t in targets:
         boxes = _tensor(t["boxes"], device, torch.float32).reshape(-1, 4)
         labels = _tensor(t["labels"], device, torch.long).reshape(-1)
-        masks = _tensor(t["masks"], device, torch.float32)
+        masks = t["masks"] if isinstance(t["masks"], torch.Tensor) else torch.as_tensor(np.asarray(t["masks"]))
+        masks = (masks if masks.dtype in (torch.uint8, torch.bool) else masks.gt(0.5)).to(device, torch.uint8)
         if masks.dim() == 2:
             masks = masks[None]
         crowd = t.get("crowd_boxes")
@@ -84,13 +85,33 @@ def crop_weights(boxes: torch.Tensor, height: int, width: int, padding: int = 1)
 
 
 def downsample_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """[k, H, W] 0/1 → [k, height, width] 0/1: bilinear (align_corners=False), then > 0.5, as the original."""
+    """[k, H, W] 0/1 → [k, height, width] float32 0/1: bilinear (align_corners=False), then > 0.5, as the original."""
     if masks.shape[0] == 0:
-        return masks.new_zeros(0, height, width)
+        return masks.new_zeros(0, height, width, dtype=torch.float32)
+    masks = masks.float()
     if tuple(masks.shape[-2:]) == (height, width):
-        return masks.gt(0.5).to(masks.dtype)
+        return masks.gt(0.5).float()
     small = F.interpolate(masks[None], (height, width), mode="bilinear", align_corners=False)[0]
-    return small.gt(0.5).to(masks.dtype)
+    return small.gt(0.5).float()
+
+
+class GroundTruth(NamedTuple):
+    """A batch's ground truth concatenated over its images (K instances), on the loss's device."""
+
+    boxes: torch.Tensor  # [K, 4] normalised x1y1x2y2
+    labels: torch.Tensor  # [K] int64, 0-based
+    masks: torch.Tensor  # [K, H, W] uint8 0/1
+    image: torch.Tensor  # [K] int64: the image each instance belongs to
+    offsets: list[int]  # index of each image's first instance
+
+    @classmethod
+    def gather(cls, targets: Sequence[Mapping[str, torch.Tensor]], device: torch.device) -> GroundTruth:
+        """From `prepare_targets` output: one copy per field, not one per image (each copy to a GPU waits for it)."""
+        counts = [len(t["labels"]) for t in targets]
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist() if counts else []
+        image = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
+        return cls(*(torch.cat([t[key] for t in targets]).to(device) for key in ("boxes", "labels", "masks")),
+                   image.to(device), offsets)
 
 
 class YolactLoss(nn.Module):
@@ -134,21 +155,25 @@ class YolactLoss(nn.Module):
             raise ValueError(f"conf has {conf.shape[-1]} classes, the loss was built for {self.num_classes}")
         if len(targets) != loc.shape[0]:
             raise ValueError(f"{len(targets)} targets for a batch of {loc.shape[0]}")
-        targets = prepare_targets(targets, loc.device)
+        # Matching runs where the targets are (the host): its per-box loop would otherwise wait on the GPU.
+        device = loc.device
+        host = prepare_targets(targets, "cpu")
         with torch.no_grad():
-            loc_t, conf_t, idx_t = match_batch(
-                [t["boxes"] for t in targets], priors.detach(), [t["labels"] for t in targets],
-                [t["crowd_boxes"] for t in targets], pos_thresh=self.pos_threshold,
+            matched = match_batch(
+                [t["boxes"] for t in host], priors.detach().cpu(), [t["labels"] for t in host],
+                [t["crowd_boxes"] for t in host], pos_thresh=self.pos_threshold,
                 neg_thresh=self.neg_threshold, crowd_thresh=self.crowd_iou_threshold,
             )
+        loc_t, conf_t = matched.loc_t.to(device), matched.conf_t.to(device)
         pos = conf_t > 0
         num_pos = pos.sum().clamp(min=1).to(loc.dtype)
+        truth = GroundTruth.gather(host, device)
 
         losses = {
             "B": F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum") * self.bbox_alpha / num_pos,
             "C": self.ohem_conf_loss(conf, conf_t, pos) / num_pos,
-            "M": self.mask_loss(pos, idx_t, coef, proto, targets) / num_pos,
-            "S": self.semantic_segmentation_loss(segm, targets),
+            "M": self.mask_loss(matched.conf_t > 0, matched.idx_t, coef, proto, truth) / num_pos,
+            "S": self.semantic_segmentation_loss(segm, truth),
         }
         return losses
 
@@ -168,43 +193,60 @@ class YolactLoss(nn.Module):
         return F.cross_entropy(conf[keep], conf_t[keep], reduction="sum") * self.conf_alpha
 
     def mask_loss(
-        self, pos: torch.Tensor, idx_t: torch.Tensor, coef: torch.Tensor, proto: torch.Tensor, targets: list[dict]
+        self, pos: torch.Tensor, idx_t: torch.Tensor, coef: torch.Tensor, proto: torch.Tensor, truth: GroundTruth
     ) -> torch.Tensor:
-        """Summed over positives of (box-normalised BCE) × mask_alpha; the caller divides by the positives."""
+        """Summed over positives of (box-normalised BCE) × mask_alpha; the caller divides by the positives.
+
+        pos, idx_t: [N, A] on the host (which positives train is decided there); the images' chosen positives
+        are padded to one [R, m] table so that the whole batch is a few large operations.
+        """
         _, mask_h, mask_w, _ = proto.shape
-        total = proto.sum() * 0.0
-        for i, target in enumerate(targets):
+        images, chosen, scales = [], [], []
+        for i in range(pos.shape[0]):
             cur = pos[i].nonzero(as_tuple=True)[0]
             if cur.numel() == 0:
                 continue
-            gt_index = idx_t[i, cur]
+            scale = 1.0
             if cur.numel() > self.masks_to_train:
-                select = torch.randperm(cur.numel(), device=cur.device)[: self.masks_to_train]
-                cur, gt_index = cur[select], gt_index[select]
-                scale = pos[i].sum().item() / self.masks_to_train
-            else:
-                scale = 1.0
-            with torch.no_grad():
-                small = downsample_masks(target["masks"], mask_h, mask_w)  # [k, h, w]
-                mask_t = small[gt_index].permute(1, 2, 0)  # [h, w, n]
-                boxes = target["boxes"][gt_index]
-                weights = crop_weights(boxes, mask_h, mask_w, self.crop_padding)
-                size = center_size(boxes)
-                area = (size[:, 2] * mask_w) * (size[:, 3] * mask_h)
-            logits = proto[i] @ coef[i, cur].t()  # [h, w, n]
-            bce = F.binary_cross_entropy_with_logits(logits, mask_t, reduction="none") * weights
-            total = total + (bce.sum(dim=(0, 1)) / area).sum() * scale
-        return total * self.mask_alpha
+                scale = cur.numel() / self.masks_to_train
+                cur = cur[torch.randperm(cur.numel())[: self.masks_to_train]]
+            images.append(i)
+            chosen.append(cur)
+            scales.append(scale)
+        if not images:
+            return proto.sum() * 0.0
+        width = max(len(c) for c in chosen)
+        prior_index = torch.zeros(len(images), width, dtype=torch.long)
+        truth_index = torch.zeros(len(images), width, dtype=torch.long)
+        valid = torch.zeros(len(images), width, dtype=torch.bool)
+        for row, (i, cur) in enumerate(zip(images, chosen)):
+            prior_index[row, : len(cur)] = cur
+            truth_index[row, : len(cur)] = idx_t[i, cur] + truth.offsets[i]
+            valid[row, : len(cur)] = True
+        device = proto.device
+        rows = torch.tensor(images, device=device)
+        prior_index, truth_index, valid = prior_index.to(device), truth_index.to(device), valid.to(device)
+        with torch.no_grad():
+            mask_t = downsample_masks(truth.masks, mask_h, mask_w)[truth_index].permute(0, 2, 3, 1)  # [R, h, w, m]
+            boxes = truth.boxes[truth_index]  # [R, m, 4]
+            weights = crop_weights(boxes.reshape(-1, 4), mask_h, mask_w, self.crop_padding)
+            weights = weights.reshape(mask_h, mask_w, *boxes.shape[:2]).permute(2, 0, 1, 3)
+            size = center_size(boxes)
+            area = (size[..., 2] * mask_w) * (size[..., 3] * mask_h)  # [R, m]
+        logits = proto[rows] @ coef[rows[:, None], prior_index].transpose(1, 2)[:, None]  # [R, h, w, m]
+        bce = F.binary_cross_entropy_with_logits(logits, mask_t, reduction="none") * weights
+        per_mask = torch.where(valid, bce.sum(dim=(1, 2)) / area, torch.zeros_like(area))
+        scale = torch.tensor(scales, device=device, dtype=per_mask.dtype)
+        return (per_mask.sum(dim=1) * scale).sum() * self.mask_alpha
 
-    def semantic_segmentation_loss(self, segm: torch.Tensor, targets: list[dict]) -> torch.Tensor:
+    def semantic_segmentation_loss(self, segm: torch.Tensor, truth: GroundTruth) -> torch.Tensor:
         n, classes, h, w = segm.shape
         with torch.no_grad():
-            segm_t = torch.zeros_like(segm)
-            for i, target in enumerate(targets):
-                if target["labels"].numel() == 0:
-                    continue
-                small = downsample_masks(target["masks"], h, w)
-                for c in target["labels"].unique().tolist():
-                    segm_t[i, c] = small[target["labels"] == c].amax(dim=0)
+            segm_t = segm.new_zeros(n * classes, h * w)
+            if truth.labels.numel():  # per image and class, the union of that class's masks
+                small = downsample_masks(truth.masks, h, w).to(segm.dtype).reshape(-1, h * w)
+                rows = (truth.image * classes + truth.labels)[:, None].expand(-1, h * w)
+                segm_t.scatter_reduce_(0, rows, small, "amax")
+            segm_t = segm_t.view(n, classes, h, w)
         loss = F.binary_cross_entropy_with_logits(segm, segm_t, reduction="sum")
         return loss / h / w * self.semantic_segmentation_alpha / n
