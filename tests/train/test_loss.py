@@ -164,7 +164,7 @@ def test_crowd_neutral_priors_leave_the_class_loss():
 
 def test_empty_image_and_degenerate_boxes_are_finite():
     pri = priors()
-    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "masks": np.zeros((0, S, S), np.uint8)}
+    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "masks": np.zeros((0, 1, 1), np.uint8)}
     degenerate = {"boxes": np.array([[0.5, 0.5, 0.5, 0.7]], np.float32), "labels": np.array([1]),
                   "masks": np.zeros((1, S, S), np.uint8)}
     out = neutral_outputs([make_targets()[1], make_targets()[1]], pri)

@@ -110,8 +110,11 @@ class GroundTruth(NamedTuple):
         counts = [len(t["labels"]) for t in targets]
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist() if counts else []
         image = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
-        return cls(*(torch.cat([t[key] for t in targets]).to(device) for key in ("boxes", "labels", "masks")),
-                   image.to(device), offsets)
+        masks = [t["masks"] for t in targets if len(t["masks"])]  # an empty image's masks may have any H, W
+        masks = torch.cat(masks) if masks else torch.zeros(0, 1, 1, dtype=torch.uint8)
+        boxes = torch.cat([t["boxes"] for t in targets])
+        labels = torch.cat([t["labels"] for t in targets])
+        return cls(boxes.to(device), labels.to(device), masks.to(device), image.to(device), offsets)
 
 
 class YolactLoss(nn.Module):
