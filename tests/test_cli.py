@@ -99,3 +99,20 @@ def test_bench_and_synth_bad_numbers(capsys, tmp_path, tiny_checkpoint):
     assert_one_line_error(code, err, "at least 1")
     code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "d"), "--images", "2", "--workers", "-1")
     assert_one_line_error(code, err, "at least 0")
+
+
+def test_train_device(capsys, tmp_path):
+    import torch
+
+    from yolactedge.data import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", 2, seed=3, image_size=96, progress=False)
+    common = ("train", "--data", str(data), "--imgsz", "96", "--iters", "1", "--batch", "2", "--out")
+    code, _, err = run(capsys, *common, str(tmp_path / "tpu"), "--device", "tpu")
+    assert_one_line_error(code, err, "give auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, *common, str(tmp_path / "gpu"), "--device", "cuda")
+        assert_one_line_error(code, err, "no CUDA GPU is available")
+    assert not (tmp_path / "tpu").exists() and not (tmp_path / "gpu").exists()
+    code, out, _ = run(capsys, *common, str(tmp_path / "cpu"), "--device", "cpu", "--threads", "1")
+    assert code == 0 and "on cpu" in out and (tmp_path / "cpu" / "last.pth").is_file()

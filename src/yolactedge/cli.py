@@ -75,6 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters must be at least 1, got {args.iters}")
+    device = None if args.device == "auto" else _training_device(args.device)
     best = train(
         args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
         iters=args.iters, epochs=args.epochs,
@@ -82,10 +83,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
         val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
         threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
-        max_expand=args.max_expand,
+        max_expand=args.max_expand, device=device,
     )
     print(f"checkpoint: {best}")
     return 0
+
+
+def _training_device(name: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: give auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: give auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA GPU(s)")
+    return name
 
 
 def _detector(args: argparse.Namespace, **options):
@@ -265,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-every", type=int)
     train.add_argument("--val-limit", type=int, help="validate on the first N images only")
     train.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
+    train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
     train.add_argument("--workers", type=int, default=0)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
