@@ -104,7 +104,7 @@ def reference_outputs(reference: Any, images: np.ndarray) -> tuple[list[dict[str
 
 def output_errors(ours: list[dict], reference: list[dict]) -> dict[str, dict]:
     """Per output: max / mean |ours - reference|. Boxes are compared clamped to the image, as post-processing uses
-    them (quantized exports clamp them in the graph)."""
+    them (quantized exports saturate them at the border: their calibration range is the image)."""
     errors = {}
     for name in TFLITE_OUTPUT_ORDER:
         view = (lambda x: np.clip(x, 0.0, 1.0)) if name == "boxes" else (lambda x: x)

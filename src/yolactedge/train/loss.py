@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from ..model.yolact import TrainOutputs
 from .match import CROWD_THRESH, NEG_THRESH, POS_THRESH, center_size, match_batch
@@ -218,14 +219,10 @@ class YolactLoss(nn.Module):
             scales.append(scale)
         if not images:
             return proto.sum() * 0.0
-        width = max(len(c) for c in chosen)
-        prior_index = torch.zeros(len(images), width, dtype=torch.long)
-        truth_index = torch.zeros(len(images), width, dtype=torch.long)
-        valid = torch.zeros(len(images), width, dtype=torch.bool)
-        for row, (i, cur) in enumerate(zip(images, chosen)):
-            prior_index[row, : len(cur)] = cur
-            truth_index[row, : len(cur)] = idx_t[i, cur] + truth.offsets[i]
-            valid[row, : len(cur)] = True
+        prior_index = pad_sequence(chosen, batch_first=True)
+        truth_index = pad_sequence([idx_t[i, cur] + truth.offsets[i] for i, cur in zip(images, chosen)],
+                                   batch_first=True)
+        valid = pad_sequence([torch.ones(len(cur), dtype=torch.bool) for cur in chosen], batch_first=True)
         device = proto.device
         rows = torch.tensor(images, device=device)
         prior_index, truth_index, valid = prior_index.to(device), truth_index.to(device), valid.to(device)
