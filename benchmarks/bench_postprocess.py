@@ -16,7 +16,9 @@ import time
 import cv2
 import numpy as np
 
-from yolactedge import postprocess as pp
+from yolactedge.postprocessing import Detections, postprocess
+from yolactedge.postprocessing.masks import mask_crops, proto_crop
+from yolactedge.postprocessing.nms import select
 from yolactedge.visualize import draw_detections
 
 IMAGE_SIZE = (1080, 1920)
@@ -58,7 +60,7 @@ def naive_masks(raw: dict, anchors: np.ndarray) -> np.ndarray:
     height, width = IMAGE_SIZE
     proto = raw["proto"]
     maps = 1 / (1 + np.exp(-(proto @ raw["masks"][anchors].T)))  # (Hp, Wp, K)
-    cells = pp._proto_crop(raw["boxes"][anchors], *proto.shape[:2])
+    cells = proto_crop(raw["boxes"][anchors], *proto.shape[:2])
     out = np.zeros((len(anchors), height, width), bool)
     for k, (x1, y1, x2, y2) in enumerate(cells):
         cropped = np.zeros(proto.shape[:2], np.float32)
@@ -90,11 +92,11 @@ def main() -> None:
     image = cv2.resize(np.random.default_rng(args.seed).integers(0, 256, (27, 48, 3), dtype=np.uint8),
                        (width, height), interpolation=cv2.INTER_CUBIC)
     names = [f"class{i}" for i in range(raw["scores"].shape[0])]
-    dets = pp.postprocess(**raw, image_size=IMAGE_SIZE)
+    dets = postprocess(**raw, image_size=IMAGE_SIZE)
     crops = dict(mask_boxes=dets.mask_boxes, mask_crops=dets.mask_crops, image_size=IMAGE_SIZE)
 
     def select(nms):
-        return pp._select(raw["boxes"], raw["scores"], 0.05, 0.5, nms, 200, 100)
+        return select(raw["boxes"], raw["scores"], 0.05, 0.5, nms, 200, 100)
 
     anchors = select("fast")[0]
     rows = [
@@ -102,12 +104,12 @@ def main() -> None:
         ("select: standard NMS", lambda: select("standard")),
         ("select: class-agnostic NMS", lambda: select("class_agnostic")),
         ("masks: crops in footprints",
-         lambda: pp._mask_crops(raw["masks"][anchors], raw["proto"], raw["boxes"][anchors], IMAGE_SIZE, 0.5)),
-        ("postprocess total (fast)", lambda: pp.postprocess(**raw, image_size=IMAGE_SIZE)),
+         lambda: mask_crops(raw["masks"][anchors], raw["proto"], raw["boxes"][anchors], IMAGE_SIZE, 0.5)),
+        ("postprocess total (fast)", lambda: postprocess(**raw, image_size=IMAGE_SIZE)),
         ("draw_detections", lambda: draw_detections(image, dets, names)),
-        ("postprocess + draw", lambda: draw_detections(image, pp.postprocess(**raw, image_size=IMAGE_SIZE), names)),
+        ("postprocess + draw", lambda: draw_detections(image, postprocess(**raw, image_size=IMAGE_SIZE), names)),
         ("Detections.masks (K,H,W), on demand",
-         lambda: pp.Detections(dets.boxes, dets.scores, dets.class_ids, **crops).masks),
+         lambda: Detections(dets.boxes, dets.scores, dets.class_ids, **crops).masks),
         ("naive masks (full-frame resize)", lambda: naive_masks(raw, anchors)),
     ]
     above = int((raw["scores"].max(0) > 0.05).sum())

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from yolactedge.agreement import agreement
-from yolactedge.postprocess import Detections
+from yolactedge.postprocessing import Detections
 
 
 def detections(boxes, classes):

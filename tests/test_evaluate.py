@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from yolactedge.evaluate import EvaluationError, category_mapping, evaluate, load_ground_truth
-from yolactedge.postprocess import Detections
+from yolactedge.postprocessing import Detections
 from yolactedge.runtime import Prediction
 
 SIZE = (60, 80)  # H, W

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolactedge.postprocess import Detections
+from yolactedge.postprocessing import Detections
 from yolactedge.visualize import class_color, draw_detections
 
 H, W = 120, 160

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .postprocess import Detections
+from .postprocessing import Detections
 
 
 @dataclass(frozen=True)

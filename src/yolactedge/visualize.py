@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .postprocess import Detections
+from .postprocessing import Detections
 
 
 def _make_palette(size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from yolactedge.assets import DEMO_CHECKPOINT
 from yolactedge.config import COCO_CLASSES
-from yolactedge.postprocess import postprocess
+from yolactedge.postprocessing import postprocess
 from yolactedge.runtime import Backend, Detector, ImageError, InputSpec, ModelError, Prediction, match_outputs
 from yolactedge.runtime.detector import (
     POSTPROCESS_OPTIONS, default_class_names, dequantize, make_input_converter, resolve_backend,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..agreement import Agreement, agreement
 from ..fileio import atomic_write_json
-from ..postprocess import postprocess
+from ..postprocessing import postprocess
 from . import TFLITE_OUTPUT_ORDER, ExportError
 
 VERIFY_SEED = 1338  # calibration's default seed + 1: images calibration did not see

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..config import COCO_CLASSES
-from ..postprocess import Detections, postprocess
+from ..postprocessing import Detections, postprocess
 from .images import as_rgb_uint8, load_image
 
 RAW_OUTPUTS = ("boxes", "scores", "masks", "proto")

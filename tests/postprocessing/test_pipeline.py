@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolactedge.postprocess import Detections, postprocess
+from yolactedge.postprocessing import Detections, postprocess
 
 GRID = 64  # boxes on a 1/64 grid and a 64×64 image: pixel boxes are exact, IoUs far from float rounding
 SIZE = (GRID, GRID)
