@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .runtime.detector import DEFAULT_SCORE_THRESHOLD
 
 
 class UsageError(ValueError):
@@ -297,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default="demo", help="model file (.pth/.onnx/.tflite) or 'demo' (default)")
     predict.add_argument("--out", default="runs/predict", help="folder for annotated images/videos")
     predict.add_argument("--save-json", help="write COCO results (RLE masks) to this file")
-    predict.add_argument("--conf", type=float, default=0.3, help="score threshold (default 0.3)")
+    predict.add_argument("--conf", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                         help=f"score threshold, 0..1 (default {DEFAULT_SCORE_THRESHOLD}, as Detector's)")
     predict.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold")
     predict.add_argument("--nms", default="fast", choices=("fast", "standard", "class_agnostic"))
     predict.add_argument("--max-det", type=int, default=100)

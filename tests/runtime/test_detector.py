@@ -15,9 +15,9 @@ from yolactedge.assets import DEMO_CHECKPOINT
 from yolactedge.config import COCO_CLASSES
 from yolactedge.postprocessing import postprocess
 from yolactedge.runtime import Backend, Detector, ImageError, InputSpec, ModelError, Prediction, match_outputs
-from yolactedge.runtime.detector import (
-    POSTPROCESS_OPTIONS, default_class_names, dequantize, make_input_converter, resolve_backend,
-)
+from yolactedge.runtime.backend import default_class_names, resolve_backend
+from yolactedge.runtime.detector import POSTPROCESS_OPTIONS
+from yolactedge.runtime.tensors import dequantize, make_input_converter
 
 ALL_PIXELS = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detector import (
-    RAW_OUTPUTS, Backend, InputSpec, ModelError, RawOutputs, dequantize, match_outputs, one_line,
-    parse_class_names,
-)
+from .backend import Backend, one_line, parse_class_names
+from .tensors import RAW_OUTPUTS, InputSpec, ModelError, RawOutputs, dequantize, match_outputs
 
 
 def _interpreter_module():

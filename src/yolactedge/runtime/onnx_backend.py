@@ -5,9 +5,8 @@ import os
 
 import numpy as np
 
-from .detector import (
-    RAW_OUTPUTS, Backend, InputSpec, ModelError, RawOutputs, match_outputs, one_line, parse_class_names, require,
-)
+from .backend import Backend, one_line, parse_class_names, require
+from .tensors import RAW_OUTPUTS, InputSpec, ModelError, RawOutputs, match_outputs
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

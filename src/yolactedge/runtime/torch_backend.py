@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .detector import RAW_OUTPUTS, Backend, InputSpec, ModelError, RawOutputs, require
+from .backend import Backend, require
+from .tensors import RAW_OUTPUTS, InputSpec, ModelError, RawOutputs
 
 
 class TorchBackend(Backend):
