@@ -107,9 +107,14 @@ def test_category_mapping_by_name_by_count_and_refused(dataset):
     _, ann = dataset
     gt = load_ground_truth(ann)
     assert category_mapping(("circle", "square"), gt) == [7, 3]
-    assert category_mapping(("a", "b"), gt) == [3, 7]  # same count: sorted-id order
+    with pytest.raises(EvaluationError, match="'a', 'b' are not categories"):
+        category_mapping(("a", "b"), gt)  # same count, other names: never paired silently
+    with pytest.raises(EvaluationError, match="'square2' are not categories"):
+        category_mapping(("circle", "square2"), gt)  # one renamed category is enough to refuse
+    with pytest.warns(UserWarning, match="a→square, b→circle"):
+        assert category_mapping(("a", "b"), gt, by_position=True) == [3, 7]  # asked for: sorted-id order, said
     with pytest.raises(EvaluationError, match="3 classes but the annotations have 2"):
-        category_mapping(("a", "b", "c"), gt)
+        category_mapping(("a", "b", "c"), gt, by_position=True)
 
 
 def test_coco_80_classes_map_to_ids_up_to_90():

@@ -20,6 +20,21 @@ class UsageError(ValueError):
     """Bad arguments the parser itself cannot catch."""
 
 
+# The extra that installs each optional package, for the one-line error of a verb run without it.
+EXTRA_OF_PACKAGE = {
+    "torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "onnxsim": "convert", "onnx2tf": "convert",
+    "tensorflow": "convert", "tf_keras": "convert", "ethosu": "convert", "ai_edge_litert": "litert",
+    "tflite_runtime": "litert", "pycocotools": "eval", "matplotlib": "eval",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """'this command needs X: pip install "yolactedge[extra]"' for a package one of our extras installs."""
+    package = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_PACKAGE.get(package)
+    return f"this command needs {package}: pip install \"yolactedge[{extra}]\"" if extra else None
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import describe_model
 
@@ -109,19 +124,54 @@ def _training_device(name: str) -> str:
 def _detector(args: argparse.Namespace, **options):
     from .runtime import Detector
 
-    return Detector(args.model, backend=args.backend, num_threads=args.threads, delegate=args.delegate, **options)
+    names = _read_names(args.names) if args.names else None
+    return Detector(args.model, backend=args.backend, num_threads=args.threads, delegate=args.delegate,
+                    class_names=names, **options)
+
+
+def _read_names(path: str) -> list[str]:
+    """Class names from a file: a JSON list, or one name per line (blank lines ignored)."""
+    import json
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--names {path}: no such file") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--names {path}: not a JSON list of names ({exc})") from None
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"--names {path}: expected a JSON list of strings or one name per line")
+    return names
+
+
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """Refuse thresholds that would silently change what is kept, naming the flag, before any model is loaded."""
+    if not 0 <= args.conf <= 1:
+        raise UsageError(f"--conf must lie in [0, 1], got {args.conf}")
+    if getattr(args, "iou", None) is not None and not 0 < args.iou <= 1:
+        raise UsageError(f"--iou must lie in (0, 1], got {args.iou}")
+    if getattr(args, "max_det", None) is not None and args.max_det < 1:
+        raise UsageError(f"--max-det must be at least 1, got {args.max_det}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .config import COCO_CATEGORY_IDS, COCO_CLASSES
     from .predict import predict
 
+    _check_thresholds(args)
     detector = _detector(
         args, score_threshold=args.conf, nms=args.nms, max_detections=args.max_det, iou_threshold=args.iou
     )
     category_ids = list(COCO_CATEGORY_IDS) if detector.class_names == COCO_CLASSES else None
+    if args.annotations and not args.save_json:
+        raise UsageError("--annotations gives --save-json its image ids; add --save-json FILE")
     report = predict(args.source, detector, out_dir=args.out, save_json=args.save_json, draw=not args.no_draw,
-                     category_ids=category_ids)
+                     category_ids=category_ids, annotations=args.annotations)
     median = sorted(report.inference_ms)[len(report.inference_ms) // 2] if report.inference_ms else 0.0
     print(f"{report.images} images, {report.detections} detections, median inference {median:.1f} ms"
           + (f"; annotated output in {args.out}" if report.written else ""))
@@ -135,9 +185,11 @@ def _cmd_val(args: argparse.Namespace) -> int:
     from .evaluate import PROTOCOL, evaluate, format_metrics, write_plots
     from .fileio import atomic_write_json
 
+    _check_thresholds(args)
     options = {**PROTOCOL, "score_threshold": args.conf}
     detector = _detector(args, **options)
-    result = evaluate(detector, args.images, args.annotations, limit=args.limit)
+    result = evaluate(detector, args.images, args.annotations, limit=args.limit,
+                      categories_by_position=args.categories_by_position)
     print(f"{result.images_evaluated} images, {len(result.results)} detections")
     print(format_metrics(result))
     if args.save_json:
@@ -292,12 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "litert"))
         p.add_argument("--threads", type=int, help="CPU threads of the runtime")
         p.add_argument("--delegate", help="LiteRT external delegate library, e.g. /usr/lib/libvx_delegate.so")
+        p.add_argument("--names", help="class names (JSON list or one per line) for a model file that has none")
 
     predict = sub.add_parser("predict", help="detect in images, folders, globs, videos or a camera index")
     predict.add_argument("source", nargs="+", help="image files, folders, globs, video files, or a camera index")
     predict.add_argument("--model", default="demo", help="model file (.pth/.onnx/.tflite) or 'demo' (default)")
     predict.add_argument("--out", default="runs/predict", help="folder for annotated images/videos")
     predict.add_argument("--save-json", help="write COCO results (RLE masks) to this file")
+    predict.add_argument("--annotations", help="with --save-json: COCO JSON whose image ids the results take "
+                         "(matched by file name); without it, ids are derived from each file name")
     predict.add_argument("--conf", type=float, default=DEFAULT_SCORE_THRESHOLD,
                          help=f"score threshold, 0..1 (default {DEFAULT_SCORE_THRESHOLD}, as Detector's)")
     predict.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold")
@@ -314,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
     val.add_argument("--conf", type=float, default=0.05, help="score prefilter (protocol: 0.05)")
     val.add_argument("--save-json", help="write the COCO results JSON")
+    val.add_argument("--categories-by-position", action="store_true",
+                     help="pair model classes with annotation categories in id order instead of by exact name")
     val.add_argument("--metrics-out", help="write {bbox: {AP...}, segm: {...}} JSON")
     val.add_argument("--plots", help="folder for precision-recall and per-class AP plots (PNG)")
     runtime_options(val)
@@ -353,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {missing_extra_message(exc) or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # the one place that turns failures into one-line messages
         if debug:
             traceback.print_exc()

@@ -57,22 +57,31 @@ def load_ground_truth(annotation_file: str | os.PathLike):
     return gt
 
 
-def category_mapping(class_names: tuple[str, ...] | list[str], gt) -> list[int]:
-    """Dataset category id for each model class index.
+def category_mapping(class_names: tuple[str, ...] | list[str], gt, *, by_position: bool = False) -> list[int]:
+    """Dataset category id for each model class index, matched by exact name.
 
-    By name when every model class is a dataset category; else by position in sorted-id order when the counts
-    agree (COCO's 80 classes then get ids 1..90); else the evaluation would be meaningless and we refuse.
+    A model class the annotations do not name is refused: scoring classes against the wrong ground truth gives
+    numbers that look plausible and mean nothing. `by_position` pairs classes with categories in sorted-id order
+    instead (the counts must agree) and says so in a warning that lists the pairs.
     """
     cats = sorted(gt.loadCats(gt.getCatIds()), key=lambda c: c["id"])
-    by_name = {c["name"]: c["id"] for c in cats}
-    if all(name in by_name for name in class_names):
-        return [by_name[name] for name in class_names]
-    if len(cats) == len(class_names):
+    if by_position:
+        if len(cats) != len(class_names):
+            raise EvaluationError(f"the model has {len(class_names)} classes but the annotations have {len(cats)} "
+                                  "categories; they cannot be paired by position")
+        pairs = ", ".join(f"{n}→{c['name']}" for n, c in zip(class_names, cats) if n != c["name"])
+        if pairs:
+            warnings.warn(f"classes paired with categories by position: {pairs}", stacklevel=2)
         return [c["id"] for c in cats]
-    raise EvaluationError(
-        f"the model has {len(class_names)} classes but the annotations have {len(cats)} categories "
-        "and their names do not match"
-    )
+    by_name = {c["name"]: c["id"] for c in cats}
+    unknown = [name for name in class_names if name not in by_name]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise EvaluationError(
+            f"model classes {shown} are not categories of the annotations ({len(cats)} categories); rename them "
+            "(--names FILE) or pair classes with categories in id order (--categories-by-position)"
+        )
+    return [by_name[name] for name in class_names]
 
 
 def coco_stats(gt, results: list[dict], iou_type: str) -> tuple[dict[str, float], dict[int, float], "object"]:
@@ -106,6 +115,7 @@ def evaluate(
     *,
     limit: int | None = None,
     progress: bool = True,
+    categories_by_position: bool = False,
 ) -> EvalResult:
     """Evaluate a `yolactedge.Detector` (configured with the protocol) on a COCO-format dataset.
 
@@ -119,7 +129,7 @@ def evaluate(
     if limit is not None and limit < 1:
         raise EvaluationError(f"--limit must be at least 1, got {limit}")
     gt = load_ground_truth(annotation_file)
-    cat_ids = category_mapping(detector.class_names, gt)
+    cat_ids = category_mapping(detector.class_names, gt, by_position=categories_by_position)
     image_infos = sorted(gt.loadImgs(gt.getImgIds()), key=lambda i: i["id"])
     if limit is not None:
         image_infos = image_infos[:limit]

@@ -117,25 +117,51 @@ def iter_sources(sources: Source | Iterable[Source]) -> Iterator[tuple[str, np.n
 
 def iter_video(source: str | os.PathLike | int) -> Iterator[tuple[str, np.ndarray]]:
     """Frames of a video file or camera (int index) as `(name, rgb_uint8)`; see `iter_sources` for names."""
-    if isinstance(source, int):
-        prefix, capture = f"camera{source}", cv2.VideoCapture(source)
-    else:
-        prefix, capture = os.fspath(source), cv2.VideoCapture(os.fspath(source))
-    try:
-        if not capture.isOpened():
+    with VideoReader(source) as video:
+        yield from video
+
+
+class VideoReader:
+    """A video file or camera (int index), opened at once so that its frame rate is known before the first frame.
+
+    Iterating yields `(name, rgb_uint8)` as `iter_sources` names them; a source that yields no frame at all
+    raises ImageError.
+    """
+
+    DEFAULT_FPS = 25.0  # cameras and files that do not say their rate
+
+    def __init__(self, source: str | os.PathLike | int) -> None:
+        self.source = source
+        if isinstance(source, int):
+            self.prefix, self._capture = f"camera{source}", cv2.VideoCapture(source)
+        else:
+            self.prefix, self._capture = os.fspath(source), cv2.VideoCapture(os.fspath(source))
+        if not self._capture.isOpened():
+            self._capture.release()
             hint = " (no such camera?)" if isinstance(source, int) else ""
-            raise ImageError(f"{prefix}: cannot open as a video{hint}")
+            raise ImageError(f"{self.prefix}: cannot open as a video{hint}")
+        rate = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(rate) if np.isfinite(rate) and 0 < rate <= 1000 else self.DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         index = 0
         while True:
-            ok, bgr = capture.read()
+            ok, bgr = self._capture.read()
             if not ok:
                 break
-            yield f"{prefix}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield f"{self.prefix}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             index += 1
         if index == 0:
-            raise ImageError(f"{prefix}: no frames could be read")
-    finally:
-        capture.release()
+            raise ImageError(f"{self.prefix}: no frames could be read")
+
+    def close(self) -> None:
+        self._capture.release()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _one_line(text: str) -> str:
