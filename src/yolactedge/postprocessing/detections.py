@@ -62,6 +62,12 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def subset(self, keep: np.ndarray) -> Detections:
+        """The detections at indices (or where the bool flags are) `keep`, in that order."""
+        index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.mask_boxes[index],
+                          tuple(self.mask_crops[k] for k in index.tolist()), self.image_size)
+
     def summary(self, class_names: Sequence[str]) -> str:
         """One line such as "2 circle, 1 star" (most frequent class first)."""
         if len(self) == 0:

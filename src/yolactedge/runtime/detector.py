@@ -8,9 +8,9 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -20,6 +20,10 @@ from ..postprocessing.pipeline import check_thresholds
 from .backend import open_backend
 from .images import as_rgb_uint8, load_image
 from .tensors import ModelError, RawOutputs
+
+if TYPE_CHECKING:
+    from ..track import Tracker
+    from .stream import StreamStats
 
 # Keyword options of `postprocess` that a Detector passes through (score_threshold, nms, ...), with their defaults.
 _POSTPROCESS_DEFAULTS = {
@@ -38,13 +42,15 @@ DEFAULT_SCORE_THRESHOLD = 0.3
 class Prediction:
     """One image's result: the Detections (in original-image pixels), stage timings in milliseconds
     (`preprocess`: resize + cast/quantize, `inference`: the runtime call, `postprocess`: NMS + masks; decoding an
-    image file is not counted), the original (H, W), the class names, and the path when one was given."""
+    image file is not counted), the original (H, W), the class names, the path or frame name when one was given,
+    and with tracking the track id of each detection (int64 (K,), -1 for one that belongs to no track yet)."""
 
     detections: Detections
     timings: dict[str, float]
     image_size: tuple[int, int]
     class_names: tuple[str, ...] = field(repr=False)
     source: str | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.detections)
@@ -126,6 +132,61 @@ class Detector:
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return Prediction(detections, timings, image.shape[:2], self.class_names, source)
+
+    def stream(self, frames: Iterable[Any], *, track: bool = False, latest: bool = False,
+               tracker: Tracker | None = None, stats: StreamStats | None = None) -> Iterator[Prediction]:
+        """Predictions for a sequence of frames, in order, decoding, inference and post-processing overlapped.
+
+        frames: RGB uint8 arrays, or (name, array) pairs (the name becomes `Prediction.source`); the iterable is
+        read in a thread of its own, so a video decoder runs beside the model. track: give each detection a track
+        id that persists across frames (`yolactedge.track.Tracker` starting tracks at the score threshold, or the
+        one passed as `tracker`); weak detections that continue a track are kept even below the score threshold,
+        as ByteTrack does.
+        latest: for live sources, skip frames that arrive while the model is busy.
+        """
+        for _, prediction in self.stream_frames(frames, track=track, latest=latest, tracker=tracker, stats=stats):
+            yield prediction
+
+    def stream_frames(self, frames: Iterable[Any], *, track: bool = False, latest: bool = False,
+                      tracker: Tracker | None = None,
+                      stats: StreamStats | None = None) -> Iterator[tuple[np.ndarray, Prediction]]:
+        """As `stream`, yielding (frame, prediction) pairs, for callers that draw on the frame."""
+        from ..track import UNTRACKED, Tracker, TrackerConfig
+        from .stream import pipelined
+
+        if tracker is not None and not track:
+            raise ValueError("a tracker was given with track=False; pass track=True to use it")
+        options = dict(self.postprocess_options)
+        wanted = options["score_threshold"]
+        if track and tracker is None:  # any detection the user asked for may start a track
+            weak = min(TrackerConfig.low_score, wanted)
+            tracker = Tracker(TrackerConfig(high_score=wanted, new_track_score=wanted, low_score=weak))
+        if tracker is not None:
+            options["score_threshold"] = min(wanted, tracker.config.low_score)
+
+        def infer(item):
+            source, image = item if isinstance(item, tuple) else (None, item)
+            image = as_rgb_uint8(image)
+            t0 = time.perf_counter()
+            tensor = self.preprocess(image)
+            t1 = time.perf_counter()
+            raw = self.backend.invoke(tensor)
+            t2 = time.perf_counter()
+            return source, image, raw, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
+
+        def finish(item):
+            source, image, raw, timings = item
+            t0 = time.perf_counter()
+            detections = postprocess(*raw, image.shape[:2], **options)
+            track_ids = None
+            if tracker is not None:
+                track_ids = tracker.update(detections)
+                keep = (detections.scores >= wanted) | (track_ids != UNTRACKED)
+                detections, track_ids = detections.subset(keep), track_ids[keep]
+            timings["postprocess"] = (time.perf_counter() - t0) * 1e3
+            return image, Prediction(detections, timings, image.shape[:2], self.class_names, source, track_ids)
+
+        yield from pipelined(frames, [("inference", infer), ("postprocess", finish)], latest=latest, stats=stats)
 
     def predict_batch(self, images: Iterable[np.ndarray | str | os.PathLike]) -> list[Prediction]:
         """One Prediction per image, in order (the models take batch 1, so images run one after another)."""
