@@ -164,6 +164,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
     _check_thresholds(args)
+    if args.latest and not any(s.isdigit() for s in args.source):
+        raise UsageError("--latest drops stale camera frames; give a camera index as the source")
+    if args.track and args.annotations:
+        raise UsageError("--annotations sets COCO image ids; with --track, --save-json writes YouTube-VIS results")
     detector = _detector(
         args, score_threshold=args.conf, nms=args.nms, max_detections=args.max_det, iou_threshold=args.iou
     )
@@ -171,7 +175,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.annotations and not args.save_json:
         raise UsageError("--annotations gives --save-json its image ids; add --save-json FILE")
     report = predict(args.source, detector, out_dir=args.out, save_json=args.save_json, draw=not args.no_draw,
-                     category_ids=category_ids, annotations=args.annotations)
+                     category_ids=category_ids, annotations=args.annotations, track=args.track,
+                     latest=args.latest)
     median = sorted(report.inference_ms)[len(report.inference_ms) // 2] if report.inference_ms else 0.0
     print(f"{report.images} images, {report.detections} detections, median inference {median:.1f} ms"
           + (f"; annotated output in {args.out}" if report.written else ""))
@@ -359,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--nms", default="fast", choices=("fast", "standard", "class_agnostic"))
     predict.add_argument("--max-det", type=int, default=100)
     predict.add_argument("--no-draw", action="store_true", help="do not write annotated images")
+    predict.add_argument("--track", action="store_true",
+                         help="give detections track ids across video frames (or across the images given, in "
+                              "order); --save-json then writes YouTube-VIS results")
+    predict.add_argument("--latest", action="store_true",
+                         help="camera: skip frames that arrive while the model is busy (latency near one inference)")
     runtime_options(predict)
     predict.set_defaults(func=_cmd_predict)
 

@@ -1,11 +1,15 @@
-"""`yolactedge predict`: run a Detector over images, folders, globs, videos or a camera; save what the user asks."""
+"""`yolactedge predict`: run a Detector over images, folders, globs, videos or a camera; save what the user asks.
+
+Videos and cameras run through `Detector.stream_frames` (decoding, inference, post-processing and drawing in
+their own threads) and keep their frame order; with tracking, the images given form one sequence too.
+"""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +19,9 @@ import numpy as np
 from .fileio import atomic_write, atomic_write_json
 from .runtime import Detector, ImageError, Prediction, load_image
 from .runtime.images import VIDEO_SUFFIXES, VideoReader, expand_sources
+from .runtime.stream import pipelined
+from .track.results import VideoTrackResults
+from .video_writer import VideoFileWriter
 from .visualize import draw_detections
 
 
@@ -36,51 +43,48 @@ def predict(
     annotations: str | os.PathLike | None = None,
     draw: bool = True,
     category_ids: list[int] | None = None,
+    track: bool = False,
+    latest: bool = False,
     progress: bool = True,
     on_prediction: Callable[[np.ndarray, Prediction], None] | None = None,
 ) -> PredictReport:
-    """Detect in every image or frame; unreadable files are reported and skipped, the rest still processed.
+    """Detect in every image or frame; unreadable files and frames are reported and skipped, the rest processed.
 
-    Annotated images go to `out_dir` (videos become annotated .mp4 files at the source's frame rate); `save_json`
-    gets a COCO results list, each result also naming its `file_name`. Image ids come from `annotations` (a COCO
+    Annotated images go to `out_dir` (videos become annotated .mp4 files at the source's frame rate). `save_json`
+    gets a COCO results list, each result also naming its `file_name`; image ids come from `annotations` (a COCO
     JSON; matched by file name, see `ImageIds`) when given, else from the file name itself, so they do not depend
-    on the order or on which other files were read. `on_prediction(image, prediction)` sees every decoded image or
-    frame with its prediction.
+    on the order or on which other files were read. With `track`, each detection carries a track id, the images
+    given form one sequence, and `save_json` gets YouTube-VIS results (one entry per track and video). `latest`
+    lets a camera skip frames that arrive while the model is busy. If the run is interrupted, what was processed
+    is still saved. `on_prediction(image, prediction)` sees every decoded image or frame with its prediction.
     """
     from tqdm import tqdm
 
-    report = PredictReport()
-    results: list[dict] = []
-    image_ids = ImageIds.from_annotations(annotations) if annotations is not None else ImageIds()
     out = Path(out_dir) if (out_dir is not None and draw) else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
-    for item in expand_sources(sources):
-        if isinstance(item, int) or Path(item).suffix.lower() in VIDEO_SUFFIXES:
-            _predict_video(item, detector, out, report, results, image_ids, category_ids, bar, on_prediction)
-            continue
-        try:
-            image_id = image_ids(item)
-            image = load_image(item)
-        except ImageError as exc:
-            report.failed.append(str(exc))
-            bar.write(f"skipped: {exc}")
-            continue
-        prediction = detector(image)
-        _record(item, image_id, prediction, report, results, category_ids, bar)
-        if on_prediction is not None:
-            on_prediction(image, prediction)
-        if out is not None:
-            target = _unique_path(out, Path(item).stem + ".jpg", report.written)
-            canvas = draw_detections(image, prediction.detections, detector.class_names)
-            _write_image(target, canvas)
-            report.written.append(target)
-        bar.update()
-    bar.close()
-    if save_json is not None:
-        atomic_write_json(save_json, results)
-    return report
+    run = _Run(detector, out, bar, on_prediction, category_ids, track, latest,
+               ImageIds.from_annotations(annotations) if annotations is not None else ImageIds())
+    items = list(expand_sources(sources))
+    try:
+        images = [item for item in items if not _is_video(item)]
+        if track and images:
+            run.sequence("images", images)
+        for item in items:
+            if _is_video(item):
+                run.video(item)
+            elif not track:
+                run.image(item)
+    finally:
+        bar.close()
+        if save_json is not None:
+            atomic_write_json(save_json, run.track_entries if track else run.results)
+    return run.report
+
+
+def _is_video(item) -> bool:
+    return isinstance(item, int) or Path(item).suffix.lower() in VIDEO_SUFFIXES
 
 
 class ImageIds:
@@ -126,45 +130,122 @@ class ImageIds:
         raise ImageError(f"{name}: no image of that file name in the annotations")
 
 
-def _record(name, image_id, prediction, report, results, category_ids, bar) -> None:
-    entries = prediction.detections.to_coco_json(image_id, category_ids=category_ids)
-    results.extend({**entry, "file_name": str(name)} for entry in entries)
-    report.images += 1
-    report.detections += len(prediction)
-    report.inference_ms.append(prediction.timings["inference"])
-    bar.write(f"{name}: {prediction.summary()}")
+class _Run:
+    """One predict call's state: what was written, the JSON results, and how each kind of input is processed."""
 
+    def __init__(self, detector, out, bar, on_prediction, category_ids, track, latest, image_ids) -> None:
+        self.detector, self.out, self.bar, self.on_prediction = detector, out, bar, on_prediction
+        self.category_ids, self.track, self.latest, self.image_ids = category_ids, track, latest, image_ids
+        self.report = PredictReport()
+        self.results: list[dict] = []
+        self.track_entries: list[dict] = []
 
-def _predict_video(source, detector, out, report, results, image_ids, category_ids, bar, on_prediction) -> None:
-    writer = None
-    try:
-        with VideoReader(source) as video:
-            for name, frame in video:
-                image_id = image_ids(name)
-                prediction = detector(frame)
-                _record(name, image_id, prediction, report, results, category_ids, bar)
-                if on_prediction is not None:
-                    on_prediction(frame, prediction)
-                if out is not None:
-                    canvas = draw_detections(frame, prediction.detections, detector.class_names)
-                    if writer is None:
-                        writer = _video_writer(out, source, video.fps, canvas.shape[1::-1], report)
-                    writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-                bar.update()
-    except ImageError as exc:
-        report.failed.append(str(exc))
-        bar.write(f"skipped: {exc}")
-    finally:
-        if writer is not None:
-            writer.release()
+    def image(self, item: str) -> None:
+        try:
+            image_id = self.image_ids(item)
+            image = load_image(item)
+        except ImageError as exc:
+            self._skip(str(exc))
+            return
+        prediction = self.detector(image)
+        self._record(item, image_id, image, prediction)
+        if self.out is not None:
+            target = _unique_path(self.out, Path(item).stem + ".jpg", self.report.written)
+            _write_image(target, self._draw(image, prediction))
+            self.report.written.append(target)
 
+    def sequence(self, name: str, paths: list[str]) -> None:
+        """Images as the frames of one tracked sequence; a frame of another size than the first is skipped."""
+        def frames():
+            size = None
+            for path in paths:
+                try:
+                    image = load_image(path)
+                except ImageError as exc:
+                    self._skip(str(exc))
+                    continue
+                size = size or image.shape[:2]
+                if image.shape[:2] != size:
+                    self._skip(f"{path}: {image.shape[1]}x{image.shape[0]} differs from the sequence's first "
+                               f"frame ({size[1]}x{size[0]})")
+                    continue
+                yield path, image
 
-def _video_writer(out: Path, source, fps: float, size: tuple[int, int], report: PredictReport) -> cv2.VideoWriter:
-    """An .mp4 writer at the source's own frame rate, so the annotated video plays at the speed of the original."""
-    stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
-    target = _unique_path(out, stem + ".mp4", report.written)
-    report.written.append(target)
-    return cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        collected = VideoTrackResults()
+        for frame, prediction, canvas in self._stream(frames()):
+            self._record(prediction.source, self.image_ids(prediction.source), frame, prediction, collected)
+            if canvas is not None:
+                target = _unique_path(self.out, Path(prediction.source).stem + ".jpg", self.report.written)
+                _write_image(target, canvas)
+                self.report.written.append(target)
+        self._finish_video(name, collected)
+
+    def video(self, source) -> None:
+        try:
+            reader = VideoReader(source)
+        except ImageError as exc:
+            self._skip(str(exc))
+            return
+        collected = VideoTrackResults() if self.track else None
+        stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
+        writer = None
+        if self.out is not None:
+            writer = VideoFileWriter(_unique_path(self.out, stem + ".mp4", self.report.written), reader.fps)
+            self.report.written.append(writer.path)
+        try:
+            for frame, prediction, canvas in self._stream(reader, latest=self.latest and reader.is_camera):
+                self._record(prediction.source, self.image_ids(prediction.source), frame, prediction, collected)
+                if writer is not None:
+                    writer.write(canvas)
+        except ImageError as exc:
+            self._skip(str(exc))
+        finally:
+            reader.close()
+            if writer is not None:
+                writer.close()
+                if writer.frames == 0:
+                    self.report.written.remove(writer.path)
+            for problem in reader.problems:
+                self._skip(problem)
+            if collected is not None:
+                self._finish_video(str(source), collected)
+
+    def _stream(self, frames: Iterable, latest: bool = False):
+        """(frame, prediction, annotated frame or None) in order; drawing runs in a thread of its own."""
+        def draw(pair):
+            frame, prediction = pair
+            return frame, prediction, self._draw(frame, prediction) if self.out is not None else None
+
+        inner = self.detector.stream_frames(frames, track=self.track, latest=latest)
+        return pipelined(inner, [("draw", draw)])
+
+    def _draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
+        return draw_detections(image, prediction.detections, self.detector.class_names,
+                               track_ids=prediction.track_ids)
+
+    def _record(self, name, image_id, image, prediction, collected: VideoTrackResults | None = None) -> None:
+        entries = prediction.detections.to_coco_json(image_id, category_ids=self.category_ids)
+        self.results.extend({**entry, "file_name": str(name)} for entry in entries)
+        if collected is not None:
+            collected.add(prediction)
+        self.report.images += 1
+        self.report.detections += len(prediction)
+        self.report.inference_ms.append(prediction.timings["inference"])
+        self.bar.write(f"{name}: {prediction.summary()}")
+        if self.on_prediction is not None:
+            self.on_prediction(image, prediction)
+        self.bar.update()
+
+    def _finish_video(self, name: str, collected: VideoTrackResults) -> None:
+        if collected.frames == 0:
+            return
+        video_id = zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+        entries = collected.entries(video_id, self.category_ids)
+        self.track_entries.extend({**entry, "video": name} for entry in entries)
+
+    def _skip(self, message: str) -> None:
+        self.report.failed.append(message)
+        self.bar.write(f"skipped: {message}", file=sys.stderr)
 
 
 def _unique_path(folder: Path, name: str, taken: list[Path]) -> Path:

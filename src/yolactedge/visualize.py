@@ -39,10 +39,12 @@ def draw_detections(
     show_masks: bool = True,
     show_boxes: bool = True,
     show_labels: bool = True,
+    track_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """A new (H, W, 3) uint8 image with the detections drawn; the input is left untouched.
 
-    The best detection is drawn last, so it sits on top where detections overlap.
+    The best detection is drawn last, so it sits on top where detections overlap. With track_ids (int (K,),
+    negative for untracked), each track gets its own colour and its label starts with "#id".
     """
     image = np.asarray(image_rgb_uint8)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -50,26 +52,28 @@ def draw_detections(
     if tuple(detections.image_size) != image.shape[:2]:
         raise ValueError(f"detections are for a {detections.image_size} image, got {image.shape[:2]}")
     out = image.copy()
+    colour_ids = detections.class_ids if track_ids is None else np.where(track_ids >= 0, track_ids, 0)
+    colour_ids = np.asarray(colour_ids, np.int64)
     if show_masks and len(detections):
-        _blend_masks(out, detections, alpha)
+        _blend_masks(out, detections, colour_ids, alpha)
     thickness = max(1, round(min(out.shape[:2]) / 400))
     boxes = detections.boxes.astype(np.int64).tolist()
     order = range(len(detections) - 1, -1, -1)
     if show_boxes:
         for k in order:
             x1, y1, x2, y2 = boxes[k]
-            cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)),
-                          class_color(detections.class_ids[k]), thickness)
+            cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), class_color(colour_ids[k]), thickness)
     if show_labels:
         for k in order:
             class_id = int(detections.class_ids[k])
             name = class_names[class_id] if class_id < len(class_names) else f"class {class_id}"
-            _draw_label(out, f"{name} {detections.scores[k]:.2f}", boxes[k][:2], class_color(class_id))
+            track = f"#{track_ids[k]} " if track_ids is not None and track_ids[k] >= 0 else ""
+            _draw_label(out, f"{track}{name} {detections.scores[k]:.2f}", boxes[k][:2], class_color(colour_ids[k]))
     return out
 
 
-def _blend_masks(out: np.ndarray, detections: Detections, alpha: float) -> None:
-    """Tint mask pixels in place with their class colour: one blend for all masks, inside their union only."""
+def _blend_masks(out: np.ndarray, detections: Detections, colour_ids: np.ndarray, alpha: float) -> None:
+    """Tint mask pixels in place with their colour (class or track): one blend for all masks, in their union only."""
     regions = detections.mask_boxes
     nonempty = np.flatnonzero((regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1]))
     if len(nonempty) == 0:
@@ -78,7 +82,7 @@ def _blend_masks(out: np.ndarray, detections: Detections, alpha: float) -> None:
     ux2, uy2 = regions[nonempty, 2:].max(0)
     labels = np.zeros((uy2 - uy1, ux2 - ux1), np.uint8)  # 0: no mask, else 1 + palette index
     local = (regions - [ux1, uy1, ux1, uy1]).tolist()
-    values = (detections.class_ids % len(_PALETTE) + 1).tolist()
+    values = (colour_ids % len(_PALETTE) + 1).tolist()
     for k in nonempty[::-1].tolist():
         x1, y1, x2, y2 = local[k]
         np.copyto(labels[y1:y2, x1:x2], values[k], where=detections.mask_crops[k])

@@ -124,35 +124,52 @@ def iter_video(source: str | os.PathLike | int) -> Iterator[tuple[str, np.ndarra
 class VideoReader:
     """A video file or camera (int index), opened at once so that its frame rate is known before the first frame.
 
-    Iterating yields `(name, rgb_uint8)` as `iter_sources` names them; a source that yields no frame at all
-    raises ImageError.
+    Iterating yields `(name, rgb_uint8)` as `iter_sources` names them. A frame that cannot be decoded in the
+    middle of a file is skipped (up to MAX_BAD_RUN in a row) and listed in `problems`, as is a file that ends
+    before the frame count its header gives; a camera that stops delivering ends the stream cleanly. A source
+    that yields no frame at all raises ImageError.
     """
 
     DEFAULT_FPS = 25.0  # cameras and files that do not say their rate
+    MAX_BAD_RUN = 8
 
     def __init__(self, source: str | os.PathLike | int) -> None:
         self.source = source
-        if isinstance(source, int):
+        self.is_camera = isinstance(source, int)
+        if self.is_camera:
             self.prefix, self._capture = f"camera{source}", cv2.VideoCapture(source)
         else:
             self.prefix, self._capture = os.fspath(source), cv2.VideoCapture(os.fspath(source))
         if not self._capture.isOpened():
             self._capture.release()
-            hint = " (no such camera?)" if isinstance(source, int) else ""
+            hint = " (no such camera?)" if self.is_camera else ""
             raise ImageError(f"{self.prefix}: cannot open as a video{hint}")
         rate = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(rate) if np.isfinite(rate) and 0 < rate <= 1000 else self.DEFAULT_FPS
+        count = 0 if self.is_camera else int(max(self._capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
+        self.expected_frames = count or None
+        self.problems: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        index = 0
+        index, delivered, bad = 0, 0, []
         while True:
             ok, bgr = self._capture.read()
-            if not ok:
+            if ok:
+                if bad:
+                    self.problems.append(f"{self.prefix}: skipped undecodable frame(s) {_ranges(bad)}")
+                    bad = []
+                yield f"{self.prefix}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                delivered += 1
+            elif self.is_camera or self.expected_frames is None or index >= self.expected_frames - 1 \
+                    or len(bad) >= self.MAX_BAD_RUN:
                 break
-            yield f"{self.prefix}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            else:
+                bad.append(index)
             index += 1
-        if index == 0:
+        if delivered == 0:
             raise ImageError(f"{self.prefix}: no frames could be read")
+        if self.expected_frames and delivered + len(bad) < self.expected_frames:
+            self.problems.append(f"{self.prefix}: ended after {delivered} of {self.expected_frames} frames")
 
     def close(self) -> None:
         self._capture.release()
@@ -162,6 +179,10 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ranges(indices: list[int]) -> str:
+    return f"{indices[0]}" if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
 
 
 def _one_line(text: str) -> str:
