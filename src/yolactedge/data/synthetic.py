@@ -162,19 +162,29 @@ def _owner_of(drawn: list, image_size: int) -> np.ndarray:
     return owner
 
 
+def visible_shapes(shapes: list[Shape], image_size: int) -> tuple[list[int], list, np.ndarray]:
+    """The shapes (back to front) that are painted and labelled: at least MIN_VISIBLE_FRACTION and _min_area shown.
+
+    Returns their indices into `shapes`, their (shape, (coverage, box)) pairs and visible masks [k,S,S] bool.
+    Dropping hidden shapes only uncovers the rest, so the survivors still pass.
+    """
+    drawn = [(i, s, s.coverage(image_size)) for i, s in enumerate(shapes)]
+    drawn = [(i, s, c) for i, s, c in drawn if c is not None]
+    owner = _owner_of([(s, c) for _, s, c in drawn], image_size)
+    area = np.bincount(owner.ravel() + 1, minlength=len(drawn) + 1)[1:]
+    whole = np.array([s.area() for _, s, _ in drawn])
+    keep = (area >= MIN_VISIBLE_FRACTION * whole) & (area >= _min_area(image_size))
+    kept = [(s, c) for (_, s, c), k in zip(drawn, keep) if k]
+    indices = [i for (i, _, _), k in zip(drawn, keep) if k]
+    return indices, kept, _owner_masks(_owner_of(kept, image_size), len(kept))
+
+
 def _layout(rng: np.random.Generator, image_size: int):
     """Shapes that stay visible enough (back to front), with coverages and visible masks [k,S,S] bool."""
     while True:
-        drawn = [(s, s.coverage(image_size)) for s in sample_shapes(rng, image_size)]
-        drawn = [(s, c) for s, c in drawn if c is not None]
-        owner = _owner_of(drawn, image_size)
-        area = np.bincount(owner.ravel() + 1, minlength=len(drawn) + 1)[1:]
-        whole = np.array([s.area() for s, _ in drawn])
-        keep = (area >= MIN_VISIBLE_FRACTION * whole) & (area >= _min_area(image_size))
-        # Dropping hidden shapes only uncovers the rest, so the survivors still pass.
-        if keep.any():
-            drawn = [d for d, k in zip(drawn, keep) if k]
-            return drawn, _owner_masks(_owner_of(drawn, image_size), len(drawn))
+        indices, drawn, masks = visible_shapes(sample_shapes(rng, image_size), image_size)
+        if indices:
+            return drawn, masks
 
 
 def _ramp(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -285,9 +295,14 @@ def _contrasting_colour(rng: np.random.Generator, behind: np.ndarray) -> np.ndar
 
 
 def _paint(rng: np.random.Generator, canvas: np.ndarray, coverage: np.ndarray, box: tuple[slice, slice]) -> None:
-    """Composite one object (flat colour, shading across it, fine texture) onto float32 canvas, in place."""
+    """Composite one object in a colour that stands out from what lies behind it, in place."""
+    paint_object(rng, canvas, coverage, box, _contrasting_colour(rng, canvas[box][coverage >= 128].mean(0)))
+
+
+def paint_object(rng: np.random.Generator, canvas: np.ndarray, coverage: np.ndarray, box: tuple[slice, slice],
+                 colour: np.ndarray) -> None:
+    """Composite one object (flat RGB colour, shading across it, fine texture) onto float32 canvas, in place."""
     patch = canvas[box]
-    colour = _contrasting_colour(rng, patch[coverage >= 128].mean(0))
     h, w = coverage.shape
     t = rng.uniform(0.0, 2.0 * np.pi)
     xs = (np.arange(w, dtype=np.float32) - w / 2) * math.cos(t)
@@ -324,14 +339,20 @@ def _jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
+def backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """[S,S,3] float32 scene without objects: background, strokes, blobs and noise patches."""
+    img8 = _to_uint8(_background(rng, size))
+    _strokes(rng, img8)  # OpenCV draws anti-aliased strokes on 8-bit images only
+    canvas = img8.astype(np.float32)
+    _blobs_and_noise(rng, canvas)
+    return canvas
+
+
 def _render(rng: np.random.Generator, image_size: int):
     """(image [S,S,3] uint8 before JPEG, its JPEG quality, visible masks [k,S,S] bool, class ids [k] int64)."""
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32, got {image_size}")
-    img8 = _to_uint8(_background(rng, image_size))
-    _strokes(rng, img8)  # OpenCV draws anti-aliased strokes on 8-bit images only
-    canvas = img8.astype(np.float32)
-    _blobs_and_noise(rng, canvas)
+    canvas = backdrop(rng, image_size)
     drawn, masks = _layout(rng, image_size)
     for _, (coverage, box) in drawn:
         _paint(rng, canvas, coverage, box)
