@@ -134,8 +134,6 @@ def simulate_scene(seed: int, video: int, image_size: int, frames: int) -> Scene
 def render_frames(seed: int, video: int, image_size: int, frames: int):
     """Frames of one video, in order: (image [S,S,3] uint8 RGB before JPEG, JPEG quality, the track ids shown
     back to front, their visible masks [k,S,S] bool, their class ids [k] int64)."""
-    if image_size < 32:
-        raise ValueError(f"image_size must be at least 32, got {image_size}")
     scene = simulate_scene(seed, video, image_size, frames)
     canvas = backdrop(video_rng(seed, video, _BACKDROP), scene.backdrop_size)
     appearance = video_rng(seed, video, _APPEARANCE)
@@ -215,8 +213,10 @@ def generate_videos(out_dir, num_videos: int, frames: int, *, seed: int = 0, ima
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32, got {image_size}")
+    if not 0 < fps < math.inf:
+        raise ValueError(f"fps must be a positive number, got {fps}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     out = Path(out_dir)
