@@ -37,7 +37,8 @@ def test_layout_and_categories(dataset):
         assert (video["width"], video["height"], video["length"]) == (S, S, T)
         for name in video["file_names"]:
             assert cv2.imread(str(out / "JPEGImages" / name)).shape == (S, S, 3)
-    assert data["categories"] == [{"id": j + 1, "name": n, "supercategory": "shape"} for j, n in enumerate(DEMO_CLASSES)]
+    categories = [{"id": j + 1, "name": name, "supercategory": "shape"} for j, name in enumerate(DEMO_CLASSES)]
+    assert data["categories"] == categories
     assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
     for ann in data["annotations"]:
         assert ann["iscrowd"] == 0 and 1 <= ann["category_id"] <= len(DEMO_CLASSES)
@@ -148,11 +149,11 @@ def test_mp4(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(num_videos=-1), "num_videos"), (dict(frames=0), "frames"), (dict(fps=0.0), "fps"),
-    (dict(workers=-1), "workers"), (dict(image_size=16), "image_size"),
+    ({"num_videos": -1}, "num_videos"), ({"frames": 0}, "frames"), ({"fps": 0.0}, "fps"),
+    ({"workers": -1}, "workers"), ({"image_size": 16}, "image_size"),
 ])
 def test_bad_arguments(tmp_path, options, message):
-    arguments = dict(num_videos=1, frames=2, image_size=S, progress=False)
+    arguments = {"num_videos": 1, "frames": 2, "image_size": S, "progress": False}
     with pytest.raises(ValueError, match=message):
         generate_videos(tmp_path / "x", **{**arguments, **options})
     assert not (tmp_path / "x").exists()

@@ -24,8 +24,18 @@ from tqdm import tqdm
 from ..config import DEMO_CLASSES
 from ..postprocessing import rle
 from .augment import masks_to_boxes
-from .synthetic import (SIZE_RANGE, Shape, _contrasting_colour, _grain, _jpeg, _photograph, backdrop,
-                        paint_object, sample_shapes, visible_shapes)
+from .synthetic import (
+    SIZE_RANGE,
+    Shape,
+    _contrasting_colour,
+    _grain,
+    _jpeg,
+    _photograph,
+    backdrop,
+    paint_object,
+    sample_shapes,
+    visible_shapes,
+)
 from .ytvis import write_ytvis
 
 WORLD_MARGIN = 0.3          # objects roam this fraction of the image side beyond each frame edge, bouncing there

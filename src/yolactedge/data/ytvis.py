@@ -122,7 +122,8 @@ def load_ytvis(path, frames_dir=None) -> YtvisDataset:
     category_ids, _ = _parse_categories(data, check)
     categories = sorted(data["categories"], key=lambda c: c["id"])
     videos = {record["id"]: _parse_video(record, check) for record in check.records(data, "videos")}
-    tracks = [_parse_track(record, videos, set(category_ids), check) for record in check.records(data, "annotations", required=False)]
+    tracks = [_parse_track(record, videos, set(category_ids), check)
+              for record in check.records(data, "annotations", required=False)]
     frames = Path(frames_dir) if frames_dir is not None else path.parent / FRAMES_DIR
     return YtvisDataset(path, frames, list(videos.values()), tracks, categories)
 
