@@ -27,12 +27,12 @@ from .augment import masks_to_boxes
 from .synthetic import (
     SIZE_RANGE,
     Shape,
-    _contrasting_colour,
-    _grain,
-    _jpeg,
-    _photograph,
     backdrop,
+    contrasting_colour,
+    grain,
+    jpeg_bytes,
     paint_object,
+    photograph,
     sample_shapes,
     visible_shapes,
 )
@@ -147,14 +147,14 @@ def render_frames(seed: int, video: int, image_size: int, frames: int):
     scene = simulate_scene(seed, video, image_size, frames)
     canvas = backdrop(video_rng(seed, video, _BACKDROP), scene.backdrop_size)
     appearance = video_rng(seed, video, _APPEARANCE)
-    colours = [_contrasting_colour(appearance, canvas.mean((0, 1))) for _ in scene.shapes[0]]
+    colours = [contrasting_colour(appearance, canvas.mean((0, 1))) for _ in scene.shapes[0]]
     for t, ((x, y), shapes) in enumerate(zip(scene.backdrop_corners, scene.shapes)):
-        noise = _grain(video_rng(seed, video, _NOISE, t), (image_size, image_size, 3), SENSOR_NOISE)
+        noise = grain(video_rng(seed, video, _NOISE, t), (image_size, image_size, 3), SENSOR_NOISE)
         frame = canvas[y:y + image_size, x:x + image_size] + noise
         tracks, drawn, masks = visible_shapes(shapes, image_size)
         for j, (_, (coverage, box)) in zip(tracks, drawn):
             paint_object(video_rng(seed, video, _APPEARANCE, j), frame, coverage, box, colours[j])
-        image, quality = _photograph(video_rng(seed, video, _CAMERA), frame)
+        image, quality = photograph(video_rng(seed, video, _CAMERA), frame)
         yield image, quality, tracks, masks, np.array([shapes[j].class_id for j in tracks], np.int64)
 
 
@@ -191,7 +191,7 @@ def _write_video(job: tuple) -> tuple[dict, list[dict]]:
     per_frame, file_names = [], []
     for t, (image, quality, tracks, masks, classes) in enumerate(render_frames(seed, video, image_size, frames)):
         file_names.append(f"{name}/{t:05d}.jpg")
-        (out / "JPEGImages" / file_names[-1]).write_bytes(_jpeg(image, quality))
+        (out / "JPEGImages" / file_names[-1]).write_bytes(jpeg_bytes(image, quality))
         if writer is not None:
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         per_frame.append((tracks, masks, classes))
