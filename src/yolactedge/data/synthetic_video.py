@@ -162,43 +162,45 @@ def video_name(video: int) -> str:
     return f"video_{video:05d}"
 
 
-def _track_records(per_frame: list, frames: int) -> list[dict]:
-    """One YouTube-VIS record per track shown in some frame (ids from 1, renumbered by the caller)."""
-    records: dict[int, dict] = {}
-    for t, (tracks, masks, classes) in enumerate(per_frame):
-        boxes, areas = masks_to_boxes(masks), masks.sum((1, 2))
-        for j, mask, class_id, (x1, y1, x2, y2), area in zip(tracks, masks, classes, boxes, areas):
-            record = records.setdefault(j, {"category_id": int(class_id) + 1, "iscrowd": 0,
-                                            "segmentations": [None] * frames, "bboxes": [None] * frames,
-                                            "areas": [None] * frames})
-            record["segmentations"][t] = rle.encode(mask)
-            record["bboxes"][t] = [int(x1), int(y1), int(x2 - x1), int(y2 - y1)]
-            record["areas"][t] = int(area)
-    return [{"id": i + 1, **records[j]} for i, j in enumerate(sorted(records))]
+def _record_frame(records: dict, t: int, frames: int, tracks: list[int], masks: np.ndarray,
+                  classes: np.ndarray) -> None:
+    """Add frame t's visible instances to the YouTube-VIS track records (keyed by track index), in place."""
+    for j, mask, class_id, (x1, y1, x2, y2) in zip(tracks, masks, classes, masks_to_boxes(masks)):
+        record = records.setdefault(j, {"category_id": int(class_id) + 1, "iscrowd": 0,
+                                        "segmentations": [None] * frames, "bboxes": [None] * frames,
+                                        "areas": [None] * frames})
+        record["segmentations"][t] = rle.encode(mask)
+        record["bboxes"][t] = [int(x1), int(y1), int(x2 - x1), int(y2 - y1)]
+        record["areas"][t] = int(mask.sum())
+
+
+def _mp4_writer(path: Path, fps: float, image_size: int) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image_size, image_size))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write MP4 (mp4v) files here: {path}")
+    return writer
 
 
 def _write_video(job: tuple) -> tuple[dict, list[dict]]:
-    """Render video `video`, write its JPEGs (and MP4), return its `videos` record and track records."""
+    """Render one video, write its JPEGs (and MP4); return its `videos` record and its track records, one per
+    track shown in some frame, numbered from 1 (renumbered by the caller)."""
     out, seed, video, image_size, frames, fps, mp4 = job
     name = video_name(video)
     (out / "JPEGImages" / name).mkdir(parents=True, exist_ok=True)
-    writer = None
-    if mp4:
-        path = out / "videos" / f"{name}.mp4"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image_size, image_size))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write MP4 (mp4v) files here: {path}")
-    per_frame, file_names = [], []
-    for t, (image, quality, tracks, masks, classes) in enumerate(render_frames(seed, video, image_size, frames)):
-        file_names.append(f"{name}/{t:05d}.jpg")
-        (out / "JPEGImages" / file_names[-1]).write_bytes(jpeg_bytes(image, quality))
+    writer = _mp4_writer(out / "videos" / f"{name}.mp4", fps, image_size) if mp4 else None
+    records: dict[int, dict] = {}
+    file_names = [f"{name}/{t:05d}.jpg" for t in range(frames)]
+    try:
+        for t, (image, quality, tracks, masks, classes) in enumerate(render_frames(seed, video, image_size, frames)):
+            (out / "JPEGImages" / file_names[t]).write_bytes(jpeg_bytes(image, quality))
+            if writer is not None:
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            _record_frame(records, t, frames, tracks, masks, classes)
+    finally:
         if writer is not None:
-            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        per_frame.append((tracks, masks, classes))
-    if writer is not None:
-        writer.release()
+            writer.release()
     record = {"id": video + 1, "file_names": file_names, "width": image_size, "height": image_size, "length": frames}
-    return record, _track_records(per_frame, frames)
+    return record, [{"id": i + 1, **records[j]} for i, j in enumerate(sorted(records))]
 
 
 def _written_videos(jobs: list[tuple], workers: int):
