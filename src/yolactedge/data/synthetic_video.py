@@ -40,11 +40,12 @@ from .ytvis import write_ytvis
 
 WORLD_MARGIN = 0.3          # objects roam this fraction of the image side beyond each frame edge, bouncing there
 SPEED_RANGE = (0.004, 0.03)  # object speed per frame, fraction of the image side (log-uniform)
+MOTION_NOISE = 0.1          # per-frame jitter of every motion, as a fraction of its speed
 MAX_SPIN = 0.05             # radians per frame
 MAX_GROWTH = 0.015          # relative size change per frame
 ENTERING_FRACTION = 0.3     # objects that start just outside the frame, heading in
-CAMERA_RANGE = 0.08         # the camera pans at most this fraction of the side from where it starts
-DRIFT_RANGE = 0.04          # how far the background drifts on its own
+CAMERA_SPEED, CAMERA_RANGE = 0.003, 0.08  # the camera pans this fraction of the side per frame, this far at most
+DRIFT_SPEED, DRIFT_RANGE = 0.002, 0.04    # and the background drifts on its own, slower
 SENSOR_NOISE = 2.0          # standard deviation of the noise that changes every frame
 _MOTION, _BACKDROP, _CAMERA, _APPEARANCE, _NOISE = range(5)  # independent random streams of one video
 
@@ -76,7 +77,7 @@ def _wander(rng: np.random.Generator, frames: int, speed: float, limit: float) -
     position, path = np.zeros(2), np.zeros((frames, 2))
     for t in range(frames):
         path[t] = position
-        position = position + velocity + rng.normal(0.0, 0.1 * speed, 2)
+        position = position + velocity + rng.normal(0.0, MOTION_NOISE * speed, 2)
         _bounce(position, velocity, -limit, limit)
         position = np.clip(position, -limit, limit)
     return path
@@ -116,7 +117,7 @@ def _object_paths(rng: np.random.Generator, image_size: int, frames: int) -> lis
     for _ in range(frames):
         paths.append([Shape(s.class_id, float(x), float(y), float(z), s.aspect, float(a), s.detail)
                       for s, (x, y), z, a in zip(start, centre, size, rotation)])
-        centre = centre + velocity + rng.normal(0.0, 0.1 * speed[:, None], (n, 2))
+        centre = centre + velocity + rng.normal(0.0, MOTION_NOISE * speed[:, None], (n, 2))
         _bounce(centre, velocity, *world)
         rotation = rotation + spin
         size = size * (1 + growth)
@@ -130,8 +131,8 @@ def simulate_scene(seed: int, video: int, image_size: int, frames: int) -> Scene
     rng = video_rng(seed, video, _MOTION)
     while True:
         paths = _object_paths(rng, image_size, frames)
-        camera = _wander(rng, frames, 0.003 * image_size, CAMERA_RANGE * image_size)
-        drift = _wander(rng, frames, 0.002 * image_size, DRIFT_RANGE * image_size)
+        camera = _wander(rng, frames, CAMERA_SPEED * image_size, CAMERA_RANGE * image_size)
+        drift = _wander(rng, frames, DRIFT_SPEED * image_size, DRIFT_RANGE * image_size)
         shapes = [[Shape(s.class_id, s.cx - cx, s.cy - cy, s.size, s.aspect, s.angle, s.detail) for s in frame]
                   for frame, (cx, cy) in zip(paths, camera)]
         if visible_shapes(shapes[0], image_size)[0]:
