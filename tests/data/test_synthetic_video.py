@@ -94,8 +94,8 @@ def test_identity_follows_the_object():
 
 
 def test_objects_enter_leave_and_come_back_from_behind_others():
-    """Within a small search: a track first null then shown, one shown then null, and one hidden behind others
-    (its whole shape inside the frame) for a few frames that reappears under the same id."""
+    """Within a small search: a track first null then shown, one shown then null, and one that others hide for a
+    few frames (the border alone would leave enough of it in view) and that reappears under the same id."""
     size, frames = 160, 20
     found = set()
     for video in range(12):
