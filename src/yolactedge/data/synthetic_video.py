@@ -160,6 +160,7 @@ def render_frames(seed: int, video: int, image_size: int, frames: int):
 
 
 def video_name(video: int) -> str:
+    """The frame folder (and MP4) name of video index `video`; sorts in video order."""
     return f"video_{video:05d}"
 
 
