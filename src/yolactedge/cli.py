@@ -71,6 +71,22 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_synth_video(args: argparse.Namespace) -> int:
+    from .data.synthetic_video import generate_videos
+
+    for flag, value in (("--videos", args.videos), ("--frames", args.frames)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, got {args.workers}")
+    if not 0 < args.fps < float("inf"):
+        raise UsageError(f"--fps must be a positive number, got {args.fps}")
+    out = generate_videos(args.out, args.videos, args.frames, seed=args.seed, image_size=args.imgsz, fps=args.fps,
+                          workers=args.workers, mp4=args.mp4)
+    print(f"wrote {args.videos} videos of {args.frames} frames and {out / 'annotations.json'} (YouTube-VIS)")
+    return 0
+
+
 def _map_validation(data: str, limit: int | None):
     """Periodic validation by COCO mAP: the model is evaluated as it is, through the torch backend."""
     from .evaluate import PROTOCOL, evaluate
@@ -316,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=0,
                        help="processes rendering images (the files are the same for any number)")
     synth.set_defaults(func=_cmd_data_synth)
+    synth_video = data_sub.add_parser(
+        "synth-video", help="write DIR/JPEGImages/<video>/*.jpg and DIR/annotations.json (YouTube-VIS format)")
+    synth_video.add_argument("--out", required=True)
+    synth_video.add_argument("--videos", type=int, required=True)
+    synth_video.add_argument("--frames", type=int, required=True, help="frames per video")
+    synth_video.add_argument("--seed", type=int, default=0)
+    synth_video.add_argument("--imgsz", type=int, default=320)
+    synth_video.add_argument("--fps", type=float, default=10.0, help="frame rate of the --mp4 files")
+    synth_video.add_argument("--workers", type=int, default=0,
+                             help="processes rendering videos (the files are the same for any number)")
+    synth_video.add_argument("--mp4", action="store_true", help="also write DIR/videos/<video>.mp4")
+    synth_video.set_defaults(func=_cmd_data_synth_video)
 
     train = sub.add_parser("train", help="train on a COCO-format dataset (also under torchrun for DDP)")
     train.add_argument("--data", required=True, help="dataset folder (images/ + annotations.json) or ANN.json")

@@ -162,19 +162,29 @@ def _owner_of(drawn: list, image_size: int) -> np.ndarray:
     return owner
 
 
+def visible_shapes(shapes: list[Shape], image_size: int) -> tuple[list[int], list, np.ndarray]:
+    """The shapes (back to front) that are painted and labelled: at least MIN_VISIBLE_FRACTION and _min_area shown.
+
+    Returns their indices into `shapes`, their (shape, (coverage, box)) pairs and visible masks [k,S,S] bool.
+    Dropping hidden shapes only uncovers the rest, so the survivors still pass.
+    """
+    drawn = [(i, s, s.coverage(image_size)) for i, s in enumerate(shapes)]
+    drawn = [(i, s, c) for i, s, c in drawn if c is not None]
+    owner = _owner_of([(s, c) for _, s, c in drawn], image_size)
+    area = np.bincount(owner.ravel() + 1, minlength=len(drawn) + 1)[1:]
+    whole = np.array([s.area() for _, s, _ in drawn])
+    keep = (area >= MIN_VISIBLE_FRACTION * whole) & (area >= _min_area(image_size))
+    kept = [(s, c) for (_, s, c), k in zip(drawn, keep) if k]
+    indices = [i for (i, _, _), k in zip(drawn, keep) if k]
+    return indices, kept, _owner_masks(_owner_of(kept, image_size), len(kept))
+
+
 def _layout(rng: np.random.Generator, image_size: int):
     """Shapes that stay visible enough (back to front), with coverages and visible masks [k,S,S] bool."""
     while True:
-        drawn = [(s, s.coverage(image_size)) for s in sample_shapes(rng, image_size)]
-        drawn = [(s, c) for s, c in drawn if c is not None]
-        owner = _owner_of(drawn, image_size)
-        area = np.bincount(owner.ravel() + 1, minlength=len(drawn) + 1)[1:]
-        whole = np.array([s.area() for s, _ in drawn])
-        keep = (area >= MIN_VISIBLE_FRACTION * whole) & (area >= _min_area(image_size))
-        # Dropping hidden shapes only uncovers the rest, so the survivors still pass.
-        if keep.any():
-            drawn = [d for d, k in zip(drawn, keep) if k]
-            return drawn, _owner_masks(_owner_of(drawn, image_size), len(drawn))
+        indices, drawn, masks = visible_shapes(sample_shapes(rng, image_size), image_size)
+        if indices:
+            return drawn, masks
 
 
 def _ramp(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -192,7 +202,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, grid: int, channels: int)
     return cv2.resize(smooth, (size, size), interpolation=cv2.INTER_LINEAR).reshape(size, size, channels)
 
 
-def _grain(rng: np.random.Generator, shape: tuple, sigma: float) -> np.ndarray:
+def grain(rng: np.random.Generator, shape: tuple, sigma: float) -> np.ndarray:
     """Zero-mean float32 noise of standard deviation sigma (uniform: several times faster than normal)."""
     return (rng.random(shape, dtype=np.float32) - np.float32(0.5)) * np.float32(sigma * 12 ** 0.5)
 
@@ -210,7 +220,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     bg = cv2.resize(low, (size, size), interpolation=cv2.INTER_LINEAR)
     texture = rng.integers(3)
     if texture == 0:
-        tex = _grain(rng, (size, size), rng.uniform(2.0, 14.0))
+        tex = grain(rng, (size, size), rng.uniform(2.0, 14.0))
     elif texture == 1:
         period = rng.uniform(4.0, 24.0) / size
         tex = np.sin(np.float32(2 * np.pi / period) * _ramp(rng, size)) * np.float32(rng.uniform(6.0, 25.0))
@@ -273,10 +283,10 @@ def _blobs_and_noise(rng: np.random.Generator, img: np.ndarray) -> None:
         yy, xx = np.mgrid[0:p, 0:p].astype(np.float32)
         envelope = np.exp(-(((xx - p / 2) ** 2 + (yy - p / 2) ** 2) / (p / 4) ** 2))[..., None]
         y, x = rng.integers(0, size - p + 1, 2)
-        img[y:y + p, x:x + p] += _grain(rng, (p, p, 3), rng.uniform(20.0, 50.0)) * envelope
+        img[y:y + p, x:x + p] += grain(rng, (p, p, 3), rng.uniform(20.0, 50.0)) * envelope
 
 
-def _contrasting_colour(rng: np.random.Generator, behind: np.ndarray) -> np.ndarray:
+def contrasting_colour(rng: np.random.Generator, behind: np.ndarray) -> np.ndarray:
     """An RGB colour from the shared palette (any hue, saturation, brightness) that stands out from `behind`."""
     hsv = np.stack([rng.uniform(0, 180, 8), rng.uniform(0, 255, 8), rng.uniform(40, 255, 8)], 1)
     rgb = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0].astype(np.float32)
@@ -285,15 +295,20 @@ def _contrasting_colour(rng: np.random.Generator, behind: np.ndarray) -> np.ndar
 
 
 def _paint(rng: np.random.Generator, canvas: np.ndarray, coverage: np.ndarray, box: tuple[slice, slice]) -> None:
-    """Composite one object (flat colour, shading across it, fine texture) onto float32 canvas, in place."""
+    """Composite one object in a colour that stands out from what lies behind it, in place."""
+    paint_object(rng, canvas, coverage, box, contrasting_colour(rng, canvas[box][coverage >= 128].mean(0)))
+
+
+def paint_object(rng: np.random.Generator, canvas: np.ndarray, coverage: np.ndarray, box: tuple[slice, slice],
+                 colour: np.ndarray) -> None:
+    """Composite one object (flat RGB colour, shading across it, fine texture) onto float32 canvas, in place."""
     patch = canvas[box]
-    colour = _contrasting_colour(rng, patch[coverage >= 128].mean(0))
     h, w = coverage.shape
     t = rng.uniform(0.0, 2.0 * np.pi)
     xs = (np.arange(w, dtype=np.float32) - w / 2) * math.cos(t)
     ys = (np.arange(h, dtype=np.float32) - h / 2) * math.sin(t)
     shade = (xs[None, :] + ys[:, None]) * np.float32(rng.uniform(0.0, 60.0) / max(h, w))
-    fill = cv2.add(_rgb(shade + _grain(rng, (h, w), rng.uniform(0.0, 8.0))), tuple(float(c) for c in colour))
+    fill = cv2.add(_rgb(shade + grain(rng, (h, w), rng.uniform(0.0, 8.0))), tuple(float(c) for c in colour))
     patch += (fill - patch) * _rgb(coverage.astype(np.float32) * np.float32(1 / 255))
 
 
@@ -304,7 +319,7 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (img + np.float32(0.5)).astype(np.uint8)
 
 
-def _photograph(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, int]:
+def photograph(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, int]:
     """Uneven lighting, global contrast/brightness, optional blur, sensor noise -> (uint8 RGB, JPEG quality)."""
     size = canvas.shape[0]
     x = (np.arange(_LOW, dtype=np.float32) - _LOW / 2) / (_LOW / 2)
@@ -315,27 +330,34 @@ def _photograph(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarra
     img = (img - mean) * np.float32(rng.uniform(0.75, 1.2)) + np.float32(mean + rng.uniform(-25.0, 25.0))
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.2))
-    img += _grain(rng, img.shape, rng.uniform(0.0, 6.0))
+    img += grain(rng, img.shape, rng.uniform(0.0, 6.0))
     return _to_uint8(img), int(rng.integers(40, 96))
 
 
-def _jpeg(image: np.ndarray, quality: int) -> bytes:
+def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+    """The JPEG file of RGB uint8 image at `quality`."""
     _, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes()
+
+
+def backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """[S,S,3] float32 scene without objects: background, strokes, blobs and noise patches."""
+    img8 = _to_uint8(_background(rng, size))
+    _strokes(rng, img8)  # OpenCV draws anti-aliased strokes on 8-bit images only
+    canvas = img8.astype(np.float32)
+    _blobs_and_noise(rng, canvas)
+    return canvas
 
 
 def _render(rng: np.random.Generator, image_size: int):
     """(image [S,S,3] uint8 before JPEG, its JPEG quality, visible masks [k,S,S] bool, class ids [k] int64)."""
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32, got {image_size}")
-    img8 = _to_uint8(_background(rng, image_size))
-    _strokes(rng, img8)  # OpenCV draws anti-aliased strokes on 8-bit images only
-    canvas = img8.astype(np.float32)
-    _blobs_and_noise(rng, canvas)
+    canvas = backdrop(rng, image_size)
     drawn, masks = _layout(rng, image_size)
     for _, (coverage, box) in drawn:
         _paint(rng, canvas, coverage, box)
-    image, quality = _photograph(rng, canvas)
+    image, quality = photograph(rng, canvas)
     return image, quality, masks, np.array([s.class_id for s, _ in drawn], np.int64)
 
 
@@ -346,7 +368,7 @@ def render_sample(rng: np.random.Generator, image_size: int = 320) -> tuple[np.n
     class ids [k] int64, 0-based into DEMO_CLASSES, with 1 <= k <= 12.
     """
     image, quality, masks, classes = _render(rng, image_size)
-    decoded = cv2.imdecode(np.frombuffer(_jpeg(image, quality), np.uint8), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(jpeg_bytes(image, quality), np.uint8), cv2.IMREAD_COLOR)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), masks, classes
 
 
@@ -375,7 +397,7 @@ def _write_sample(job: tuple[Path, int, int, int]) -> list[dict]:
     """Render image `index`, write its JPEG, return its annotations numbered from 1 (renumbered by the caller)."""
     images_dir, seed, index, image_size = job
     image, quality, masks, classes = _render(sample_rng(seed, index), image_size)
-    (images_dir / f"{index:06d}.jpg").write_bytes(_jpeg(image, quality))
+    (images_dir / f"{index:06d}.jpg").write_bytes(jpeg_bytes(image, quality))
     return _annotations(masks, classes, image_id=index + 1, first_id=1)
 
 
