@@ -207,6 +207,12 @@ def _cmd_val(args: argparse.Namespace) -> int:
     from .fileio import atomic_write_json
 
     _check_thresholds(args)
+    if args.video:
+        return _val_video(args)
+    if args.data or args.track:
+        raise UsageError("--data and --track are for --video; images use --images and --annotations")
+    if not (args.images and args.annotations):
+        raise UsageError("val needs --images DIR and --annotations FILE (or --video --data DIR)")
     options = {**PROTOCOL, "score_threshold": args.conf}
     detector = _detector(args, **options)
     result = evaluate(detector, args.images, args.annotations, limit=args.limit,
@@ -222,6 +228,37 @@ def _cmd_val(args: argparse.Namespace) -> int:
         for path in write_plots(result, args.plots):
             print(f"plot: {path}")
     return 1 if result.missing_images else 0
+
+
+def _val_video(args: argparse.Namespace) -> int:
+    from .evaluate import PROTOCOL, format_metrics
+    from .evaluate_video import evaluate_videos, format_video_metrics
+    from .fileio import atomic_write_json
+
+    if not args.data:
+        raise UsageError("val --video needs --data DIR (a YouTube-VIS folder with annotations.json)")
+    if args.images or args.annotations or args.plots:
+        raise UsageError("val --video reads --data; --images, --annotations and --plots are for image datasets")
+    if not 0 <= args.track_conf <= 1:
+        raise UsageError(f"--track-conf must lie in [0, 1], got {args.track_conf}")
+    detector = _detector(args, **{**PROTOCOL, "score_threshold": args.conf})
+    result = evaluate_videos(detector, args.data, track=args.track, track_threshold=args.track_conf,
+                             limit=args.limit, categories_by_position=args.categories_by_position)
+    print(f"{result.videos_evaluated} videos, {result.frames.images_evaluated} frames, "
+          f"{len(result.frames.results)} detections")
+    print(format_metrics(result.frames))
+    if args.track:
+        print(format_video_metrics(result))
+    if args.save_json:
+        atomic_write_json(args.save_json, result.track_results if args.track else result.frames.results)
+    if args.metrics_out:
+        atomic_write_json(args.metrics_out, {"frames": result.frames.metrics, "video": result.video,
+                                             "tracking": result.tracking, "videos": result.videos_evaluated,
+                                             "skipped": result.skipped})
+    if result.skipped:
+        print(f"error: {len(result.skipped)} videos skipped (first: {result.skipped[0]})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -402,11 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("val", help="COCO box and mask mAP with the original YOLACT protocol")
     val.add_argument("--model", default="demo")
-    val.add_argument("--images", required=True, help="folder the annotations' file_name entries are relative to")
-    val.add_argument("--annotations", required=True, help="COCO-format annotation JSON")
-    val.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
+    val.add_argument("--images", help="folder the annotations' file_name entries are relative to")
+    val.add_argument("--annotations", help="COCO-format annotation JSON")
+    val.add_argument("--video", action="store_true", help="evaluate on a YouTube-VIS dataset (--data DIR)")
+    val.add_argument("--data", help="with --video: folder with annotations.json and JPEGImages/")
+    val.add_argument("--track", action="store_true",
+                     help="with --video: also track, and score the tracks (video AP, HOTA, IDF1, ID switches)")
+    val.add_argument("--track-conf", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                     help="with --track: score at which detections are tracked (as predict --conf)")
+    val.add_argument("--limit", type=int, help="evaluate only the first N images (by id), or N videos")
     val.add_argument("--conf", type=float, default=0.05, help="score prefilter (protocol: 0.05)")
-    val.add_argument("--save-json", help="write the COCO results JSON")
+    val.add_argument("--save-json", help="write the COCO results JSON (with --track: YouTube-VIS results)")
     val.add_argument("--categories-by-position", action="store_true",
                      help="pair model classes with annotation categories in id order instead of by exact name")
     val.add_argument("--metrics-out", help="write {bbox: {AP...}, segm: {...}} JSON")

@@ -39,8 +39,6 @@ class EvalResult:
 
 def load_ground_truth(annotation_file: str | os.PathLike):
     """A pycocotools COCO object, with its chatter silenced and failures turned into one-line errors."""
-    from pycocotools.coco import COCO
-
     path = Path(annotation_file)
     if not path.is_file():
         raise EvaluationError(f"{path}: no such annotation file")
@@ -50,6 +48,13 @@ def load_ground_truth(annotation_file: str | os.PathLike):
         raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
         raise EvaluationError(f"{path}: not a COCO annotation file (needs images, annotations, categories)")
+    return ground_truth(data)
+
+
+def ground_truth(data: dict):
+    """A pycocotools COCO object over an annotation dict already in memory."""
+    from pycocotools.coco import COCO
+
     gt = COCO()
     gt.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -155,8 +160,14 @@ def evaluate(
         warnings.warn(f"{len(missing)} of {len(image_infos)} images could not be read (first: {missing[0]})", stacklevel=2)
     if not evaluated:
         raise EvaluationError(f"none of the {len(image_infos)} annotated images could be read under {images_dir}")
+    return score_results(gt, results, evaluated, cat_ids, detector.class_names, missing, inference_ms)
+
+
+def score_results(gt, results: list[dict], evaluated: list[int], cat_ids: list[int], class_names,
+                  missing: list[str], inference_ms: list[float]) -> EvalResult:
+    """Box and mask COCO metrics of `results` against the ground truth of the images actually evaluated."""
     gt_subset = _restrict(gt, evaluated)
-    names = {cid: name for cid, name in zip(cat_ids, detector.class_names)}
+    names = {cid: name for cid, name in zip(cat_ids, class_names)}
     metrics, per_class, evaluators = {}, {}, {}
     for iou_type in ("bbox", "segm"):
         stats, by_cat, evaluators[iou_type] = coco_stats(gt_subset, results, iou_type)

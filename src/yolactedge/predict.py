@@ -227,7 +227,7 @@ class _Run:
         entries = prediction.detections.to_coco_json(image_id, category_ids=self.category_ids)
         self.results.extend({**entry, "file_name": str(name)} for entry in entries)
         if collected is not None:
-            collected.add(prediction)
+            collected.add(prediction.detections, prediction.track_ids)
         self.report.images += 1
         self.report.detections += len(prediction)
         self.report.inference_ms.append(prediction.timings["inference"])

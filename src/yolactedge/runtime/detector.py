@@ -151,16 +151,15 @@ class Detector:
                       tracker: Tracker | None = None,
                       stats: StreamStats | None = None) -> Iterator[tuple[np.ndarray, Prediction]]:
         """As `stream`, yielding (frame, prediction) pairs, for callers that draw on the frame."""
-        from ..track import UNTRACKED, Tracker, TrackerConfig
+        from ..track import Tracker
         from .stream import pipelined
 
         if tracker is not None and not track:
             raise ValueError("a tracker was given with track=False; pass track=True to use it")
         options = dict(self.postprocess_options)
         wanted = options["score_threshold"]
-        if track and tracker is None:  # any detection the user asked for may start a track
-            weak = min(TrackerConfig.low_score, wanted)
-            tracker = Tracker(TrackerConfig(high_score=wanted, new_track_score=wanted, low_score=weak))
+        if track and tracker is None:
+            tracker = Tracker.at_threshold(wanted)
         if tracker is not None:
             options["score_threshold"] = min(wanted, tracker.config.low_score)
 
@@ -180,9 +179,7 @@ class Detector:
             detections = postprocess(*raw, image.shape[:2], **options)
             track_ids = None
             if tracker is not None:
-                track_ids = tracker.update(detections)
-                keep = (detections.scores >= wanted) | (track_ids != UNTRACKED)
-                detections, track_ids = detections.subset(keep), track_ids[keep]
+                detections, track_ids = tracker.track(detections, wanted)
             timings["postprocess"] = (time.perf_counter() - t0) * 1e3
             return image, Prediction(detections, timings, image.shape[:2], self.class_names, source, track_ids)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from ..postprocessing import Detections
 from ..postprocessing.rle import encode_crop
 from .tracker import UNTRACKED
 
@@ -20,12 +21,12 @@ class VideoTrackResults:
         self._scores: dict[int, list[float]] = defaultdict(list)
         self._classes: dict[int, Counter] = defaultdict(Counter)
 
-    def add(self, prediction) -> None:
-        """One frame's Prediction (with track_ids); frames must come in order, one call each."""
-        if prediction.track_ids is None:
+    def add(self, detections: Detections, track_ids) -> None:
+        """One frame's detections and their track ids; frames must come in order, one call each."""
+        if track_ids is None:
             raise ValueError("YouTube-VIS results need tracked predictions (track=True)")
-        d = prediction.detections
-        for k, track_id in enumerate(prediction.track_ids.tolist()):
+        d = detections
+        for k, track_id in enumerate(track_ids.tolist()):
             if track_id == UNTRACKED:
                 continue
             rle = encode_crop(d.mask_crops[k], d.mask_boxes[k].tolist(), d.image_size)

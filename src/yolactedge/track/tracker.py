@@ -70,6 +70,21 @@ class Tracker:
         self.frames_seen = 0
         self._next_id = 1
 
+    @classmethod
+    def at_threshold(cls, score_threshold: float) -> Tracker:
+        """A tracker for detections kept at `score_threshold`: any of them may start a track, and weaker ones
+        (down to 0.1, or the threshold if lower) may continue one."""
+        weak = min(TrackerConfig.low_score, score_threshold)
+        return cls(TrackerConfig(high_score=score_threshold, new_track_score=score_threshold, low_score=weak))
+
+    def track(self, detections: Detections, score_threshold: float) -> tuple[Detections, np.ndarray]:
+        """ByteTrack's use of `update`: → the detections scoring at least `score_threshold` plus the weaker ones
+        that continue a track, and their track ids (UNTRACKED where none)."""
+        candidates = detections.subset(detections.scores >= self.config.low_score)
+        ids = self.update(candidates)
+        keep = (candidates.scores >= score_threshold) | (ids != UNTRACKED)
+        return candidates.subset(keep), ids[keep]
+
     def update(self, detections: Detections) -> np.ndarray:
         """Associate one frame's detections with the tracks; → track ids int64 (K,), UNTRACKED where none."""
         c = self.config

@@ -1,0 +1,63 @@
+"""`yolactedge val --video`: per-frame AP equal to `val` on the same frames, tracks scored, bad data reported."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yolactedge.cli import main
+from yolactedge.data import frames_as_coco, generate_videos, load_ytvis
+from yolactedge.fileio import atomic_write_json
+
+pytest.importorskip("pycocotools")
+pytest.importorskip("trackeval")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return generate_videos(tmp_path_factory.mktemp("vis") / "data", 2, 6, seed=3, image_size=160, progress=False)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return code, *capsys.readouterr()
+
+
+def test_per_frame_ap_equals_val_on_the_frames_as_images(capsys, tmp_path, videos):
+    metrics_video, metrics_images = tmp_path / "v.json", tmp_path / "i.json"
+    code, out, _ = run(capsys, "val", "--video", "--model", "demo", "--data", videos, "--track",
+                       "--metrics-out", metrics_video, "--save-json", tmp_path / "tracks.json")
+    assert code == 0 and "2 videos, 12 frames" in out and "HOTA" in out and "video mask AP" in out
+    frames = atomic_write_json(tmp_path / "frames.json", frames_as_coco(load_ytvis(videos)))
+    assert run(capsys, "val", "--model", "demo", "--images", videos / "JPEGImages", "--annotations", frames,
+               "--metrics-out", metrics_images)[0] == 0
+    by_video, by_image = json.loads(metrics_video.read_text()), json.loads(metrics_images.read_text())
+    for iou_type in ("bbox", "segm"):
+        assert by_video["frames"][iou_type] == pytest.approx(by_image[iou_type], abs=1e-12)
+    assert 0 < by_video["tracking"]["IDF1"] <= 1 and 0 < by_video["video"]["AP"] <= 1
+    tracks = json.loads((tmp_path / "tracks.json").read_text())
+    assert tracks and all(len(t["segmentations"]) == 6 for t in tracks)
+
+
+def test_a_video_with_missing_frames_is_skipped_and_reported(capsys, tmp_path, videos):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(videos, copy)
+    first_video = sorted((copy / "JPEGImages").iterdir())[0]
+    (first_video / "00003.jpg").unlink()
+    code, out, err = run(capsys, "val", "--video", "--model", "demo", "--data", copy)
+    assert code == 1 and "1 videos, 6 frames" in out and "1 videos skipped" in err and "00003.jpg" in err
+
+
+def test_val_video_usage_errors(capsys, tmp_path, videos):
+    code, _, err = run(capsys, "val", "--video", "--model", "demo")
+    assert code == 2 and "--data DIR" in err
+    code, _, err = run(capsys, "val", "--model", "demo", "--data", videos)
+    assert code == 2 and "are for --video" in err
+    code, _, err = run(capsys, "val", "--video", "--model", "demo", "--data", videos, "--track-conf", "3")
+    assert code == 2 and "--track-conf" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "annotations.json").write_text('{"videos": []}')
+    code, _, err = run(capsys, "val", "--video", "--model", "demo", "--data", tmp_path / "bad")
+    assert code == 1 and err.startswith("error") and "Traceback" not in err
