@@ -55,23 +55,8 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map_validation(data: str, limit: int | None):
-    """Periodic validation by COCO mAP: the model is evaluated as it is, through the torch backend."""
-    from .evaluate import PROTOCOL, evaluate
-    from .runtime import Detector
-    from .train.trainer import resolve_data
-
-    images, annotations = resolve_data(data)
-
-    def validate(model) -> dict[str, float]:
-        result = evaluate(Detector(model, **PROTOCOL), images, annotations, limit=limit, progress=False)
-        return {"mask_AP": result.metrics["segm"]["AP"], "box_AP": result.metrics["bbox"]["AP"]}
-
-    return validate
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.trainer import train
+    from .train import map_validator, train
 
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters must be at least 1, got {args.iters}")
@@ -80,7 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
         iters=args.iters, epochs=args.epochs,
         batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
-        val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
+        val_data=args.val_data, val_fn=map_validator(args.val_data, args.val_limit) if args.val_data else None,
         val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
         threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
         max_expand=args.max_expand, device=device,

@@ -12,7 +12,8 @@ import torch
 from yolactedge import load_model
 from yolactedge.model.build import build_model
 from yolactedge.model.checkpoint import read_state_dict, save_checkpoint
-from yolactedge.train.trainer import InfiniteBatchSampler, Schedule, load_train_state, resolve_data, train
+from yolactedge.train import Schedule, load_train_state, resolve_data, train
+from yolactedge.train.sampling import InfiniteBatchSampler
 
 SIZE = 96
 COMMON = dict(input_size=SIZE, threads=1, progress=False, log_every=5)  # 1 thread: the cores are shared

@@ -122,11 +122,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], input_size: int = 550) -> 
     if names is None:
         names = tuple(f"class{i}" for i in range(num_classes - 1))
     base = get_preset("yolact_edge_mobilenetv2" if backbone == "mobilenetv2" else "yolact_edge")
-    scale = input_size / 550
     return dataclasses.replace(
-        base, name=f"inferred_{backbone}", backbone=backbone, num_classes=num_classes, input_size=input_size,
-        fpn_channels=fpn_channels, proto_channels=proto_channels, mask_dim=mask_dim,
-        pred_scales=tuple(round(s * scale) for s in base.pred_scales), class_names=names,
+        base.at_input_size(input_size), name=f"inferred_{backbone}", backbone=backbone, num_classes=num_classes,
+        fpn_channels=fpn_channels, proto_channels=proto_channels, mask_dim=mask_dim, class_names=names,
     )
 
 
