@@ -246,30 +246,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train on a COCO-format dataset (also under torchrun for DDP)")
     train.add_argument("--data", required=True, help="dataset folder (images/ + annotations.json) or ANN.json")
-    train.add_argument("--config", default="yolact_edge_demo", help="preset name (see yolactedge info --presets)")
+    # Run-defining options default to None (= not given): a new run takes the default in the help, a resumed
+    # run its saved value, and a given value that contradicts the saved one is an error.
+    train.add_argument("--config", help="preset name (see yolactedge info --presets; default yolact_edge_demo)")
     train.add_argument("--weights", help="checkpoint to fine-tune from (class layers re-initialised if needed)")
     train.add_argument("--backbone-weights",
                        help="ImageNet backbone to start from: torchvision mobilenet_v2 / resnet50 / resnet101 .pth")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=int)
-    length.add_argument("--epochs", type=float)
-    train.add_argument("--batch", type=int, default=8)
-    train.add_argument("--imgsz", type=int)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+    length.add_argument("--iters", type=int, help="length of the run; with --resume a longer one extends it")
+    length.add_argument("--epochs", type=float, help="length of the run in passes over --data (default 20)")
+    train.add_argument("--batch", type=int, help="images per step and process (default 8)")
+    train.add_argument("--imgsz", type=int, help="input size (default: the preset's)")
+    train.add_argument("--lr", type=float, help="learning rate after warm-up (default 1e-3)")
+    train.add_argument("--optimizer", choices=("sgd", "adamw"),
                        help="sgd as the original (default); adamw converges faster from scratch")
     train.add_argument("--clip-grad", type=float, help="clip the gradient norm (helps from-scratch starts)")
-    train.add_argument("--max-expand", type=float, default=4.0,
+    train.add_argument("--max-expand", type=float,
                        help="largest zoom-out of the expand augmentation (4 as the original; 1 turns it off)")
     train.add_argument("--out", default="runs/train")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out with all its saved settings (flags that contradict them are errors)")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")
     train.add_argument("--val-every", type=int)
     train.add_argument("--val-limit", type=int, help="validate on the first N images only")
     train.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
     train.add_argument("--workers", type=int, default=0)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation (default 0)")
     train.set_defaults(func=_cmd_train)
 
     def runtime_options(p: argparse.ArgumentParser) -> None:

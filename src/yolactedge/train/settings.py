@@ -17,6 +17,12 @@ from ..config import ModelConfig, config_from_dict, config_to_dict, get_preset
 from .schedule import Schedule
 
 DEFAULT_EPOCHS = 20
+# How the CLI spells a setting, so that an error names the flag the user typed.
+FLAGS = {
+    "config": "--config", "input_size": "--imgsz", "iters": "--iters", "epochs": "--epochs", "batch_size": "--batch",
+    "seed": "--seed", "optimizer": "--optimizer", "lr": "--lr", "clip_grad_norm": "--clip-grad",
+    "max_expand": "--max-expand",
+}
 DEFAULTS: dict[str, Any] = {
     "config": "yolact_edge_demo", "batch_size": 8, "seed": 0, "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9,
     "weight_decay": 5e-4, "lr_steps": (0.7, 0.9), "gamma": 0.1, "max_expand": 4.0,
@@ -121,3 +127,50 @@ class RunRequest:
             clip_grad_norm=self.clip_grad_norm, max_expand=float(self.value("max_expand")),
         )
 
+    def resumed_run(self, saved: RunSettings, class_names: Sequence[str], num_images: int,
+                    world_size: int) -> tuple[RunSettings, str | None]:
+        """The saved settings, checked against those given: a contradiction is an error naming its flag; a
+        longer run length extends the run (the returned note says so; the lr steps stay where they were)."""
+        if saved.config.class_names != tuple(class_names):
+            raise ValueError(f"--data: its classes {list(class_names)} differ from the resumed run's "
+                             f"{list(saved.config.class_names)}")
+        for name, kept in self._saved_values(saved, class_names).items():
+            given = getattr(self, name)
+            if given is not None and given != kept:
+                raise ValueError(_contradiction(name, given, kept))
+        requested = self.iterations(num_images, saved.batch_size, world_size)
+        if requested is None or requested == saved.schedule.max_iter:
+            return saved, None
+        flag = FLAGS["iters" if self.iters is not None else "epochs"]
+        if requested < saved.schedule.max_iter:
+            raise ValueError(f"{flag}: {requested} iterations is shorter than the resumed run's "
+                             f"{saved.schedule.max_iter}; give a longer run or leave it out")
+        note = (f"extending the run from {saved.schedule.max_iter} to {requested} iterations "
+                f"(lr steps stay at {list(saved.schedule.lr_steps)})")
+        return dataclasses.replace(saved, schedule=dataclasses.replace(saved.schedule, max_iter=requested)), note
+
+    def _saved_values(self, saved: RunSettings, class_names: Sequence[str]) -> dict[str, Any]:
+        """The saved value of every given setting, in the form it was given in."""
+        schedule = saved.schedule
+        values: dict[str, Any] = {
+            "input_size": saved.config.input_size, "batch_size": saved.batch_size, "seed": saved.seed,
+            "optimizer": saved.optimizer, "momentum": saved.momentum, "weight_decay": saved.weight_decay,
+            "clip_grad_norm": saved.clip_grad_norm, "max_expand": saved.max_expand, "lr": schedule.lr,
+            "warmup_iters": schedule.warmup_iters, "warmup_init": schedule.warmup_init, "gamma": schedule.gamma,
+        }
+        if self.config is not None:
+            given = resolve_config(self.config, class_names, self.input_size or saved.config.input_size)
+            values["config"] = self.config if given == saved.config else saved.config.name
+        if self.lr_steps is not None:
+            resolved = Schedule.create(schedule.max_iter, schedule.lr, lr_steps=self.lr_steps).lr_steps
+            values["lr_steps"] = self.lr_steps if resolved == schedule.lr_steps else schedule.lr_steps
+        return values
+
+
+def _contradiction(name: str, given: Any, kept: Any) -> str:
+    def show(value: Any) -> str:
+        return value.name if isinstance(value, ModelConfig) else "none" if value is None else str(value)
+
+    label = FLAGS.get(name, name)
+    return (f"{label} {show(given)} contradicts the run being resumed, which has {label} {show(kept)}; "
+            f"leave it out to resume, or train into another --out")

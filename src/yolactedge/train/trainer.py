@@ -111,8 +111,12 @@ class Trainer:
         state_path = self.out / STATE_NAME
         self.state = load_train_state(state_path) if self.options.resume and state_path.is_file() else None
         if self.state is not None:
-            self.settings = RunSettings.from_state(self.state)
+            saved = RunSettings.from_state(self.state)
+            self.settings, note = self.request.resumed_run(saved, self.dataset.class_names, len(self.dataset),
+                                                           self.dist.world_size)
             self.start_iter = int(self.state["iteration"])
+            if note:
+                self.log(note)
         else:
             self.settings = self.request.new_run(self.dataset.class_names, len(self.dataset), self.dist.world_size)
             self.start_iter = 0
