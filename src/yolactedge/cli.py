@@ -58,15 +58,16 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import map_validator, train
 
-    if args.iters is not None and args.iters < 1:
-        raise UsageError(f"--iters must be at least 1, got {args.iters}")
+    for flag, value in (("--iters", args.iters), ("--save-every", args.save_every)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
     device = None if args.device == "auto" else _training_device(args.device)
     best = train(
         args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
         iters=args.iters, epochs=args.epochs,
         batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
         val_data=args.val_data, val_fn=map_validator(args.val_data, args.val_limit) if args.val_data else None,
-        val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
+        val_metric="mask_AP", val_every=args.val_every, save_every=args.save_every, num_workers=args.workers, seed=args.seed,
         threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
         max_expand=args.max_expand, device=device,
     )
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out with all its saved settings (flags that contradict them are errors)")
+    train.add_argument("--save-every", type=int, default=200,
+                       help="iterations between checkpoints (last.pth and the resume state; default 200)")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")
     train.add_argument("--val-every", type=int)
     train.add_argument("--val-limit", type=int, help="validate on the first N images only")

@@ -64,6 +64,11 @@ class RunLog:
             print(message, file=sys.stdout)
         sys.stdout.flush()
 
+    def warn(self, message: str) -> None:
+        """A `warning:` line on stderr, in the CLI's style, as it happens (not only in the metrics)."""
+        if self.enabled:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def train_interval(self, record: Mapping[str, Any], means: Mapping[str, float], max_iter: int) -> None:
         if not self.enabled:
             return

@@ -33,6 +33,7 @@ from .distributed import (
     init_distributed,
     wrap_for_training,
 )
+from .health import HealthCheck, SkipStreak, TrainingDiverged
 from .loss import YolactLoss
 from .runlog import Averages, RunLog
 from .sampling import resolve_data, to_targets, training_loader
@@ -148,6 +149,8 @@ class Trainer:
                 seed_everything(s.seed + self.dist.rank + 7919 * self.start_iter)
             self.log(f"resuming {self.out} at iteration {self.start_iter}/{s.schedule.max_iter}")
         self.net = wrap_for_training(self.model, self.dist, self.device)
+        self.health, self.skips = HealthCheck(self.model), SkipStreak()
+        self.saved_iteration = self.start_iter if state is not None else None
 
     def _setup_data(self) -> None:
         from ..data import TrainAugment
@@ -232,6 +235,7 @@ class Trainer:
 
     def save(self, iteration: int, last_losses: Mapping[str, float]) -> None:
         """last.pth for use, last_state.pt for resuming, each written atomically (rank 0 only)."""
+        self.saved_iteration = iteration
         if not self.main:
             return
         save_model(self.model, self.out / LAST_NAME, iteration, self.settings.schedule.max_iter, last_losses)
@@ -241,6 +245,18 @@ class Trainer:
             "best": self.validator.best if self.validator is not None else None,
             "rng": rng_state(), "data": str(self.ann_file),
         })
+
+    def _check_health(self, iteration: int, losses: Mapping[str, float], taken: bool) -> None:
+        """Stop a diverged run before anything saves its ruined weights; report streaks of skipped steps."""
+        problem = self.health.problem(losses)
+        if problem is not None:
+            kept = (f"the last good checkpoint {self.out / LAST_NAME} (iteration {self.saved_iteration}) is kept"
+                    if self.saved_iteration is not None else "no checkpoint had been saved yet")
+            raise TrainingDiverged(f"training diverged at iteration {iteration}: {problem}; {kept}; "
+                                   f"lower --lr or add --clip-grad")
+        warning = self.skips.record(taken, iteration)
+        if warning is not None:
+            self.runlog.warn(warning)
 
     def _run_loop(self) -> tuple[int, dict[str, float]]:
         """Steps from start_iter to max_iter with logging, saving and validation on their intervals."""
@@ -257,6 +273,7 @@ class Trainer:
             iteration += 1
             skipped += not taken
             last_losses = {k: v for k, v in values.items() if k != "grad_norm"}
+            self._check_health(iteration, last_losses, taken)
             averages.add(values)
             self.runlog.advance()
             if iteration % self.log_every == 0 or iteration == max_iter:
