@@ -64,12 +64,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     device = None if args.device == "auto" else _training_device(args.device)
     best = train(
         args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
-        iters=args.iters, epochs=args.epochs,
-        batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
+        iters=args.iters, epochs=args.epochs, batch_size=args.batch, input_size=args.imgsz, out_dir=args.out,
+        resume=args.resume, exist_ok=args.exist_ok, lr=args.lr, optimizer_name=args.optimizer,
+        clip_grad_norm=args.clip_grad, max_expand=args.max_expand, seed=args.seed, save_every=args.save_every,
         val_data=args.val_data, val_fn=map_validator(args.val_data, args.val_limit) if args.val_data else None,
-        val_metric="mask_AP", val_every=args.val_every, save_every=args.save_every, num_workers=args.workers, seed=args.seed,
-        threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
-        max_expand=args.max_expand, device=device,
+        val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, threads=args.threads,
+        device=device,
     )
     print(f"checkpoint: {best}")
     return 0
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out with all its saved settings (flags that contradict them are errors)")
+    train.add_argument("--exist-ok", action="store_true",
+                       help="start a new run in an --out that holds one, replacing its checkpoints and metrics")
     train.add_argument("--save-every", type=int, default=200,
                        help="iterations between checkpoints (last.pth and the resume state; default 200)")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")

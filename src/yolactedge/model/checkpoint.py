@@ -40,6 +40,10 @@ YOUTUBE_VIS_CLASSES = (
 )
 
 
+# The "kind" of a training resume state (train/state.py): it holds a model, but is not a model file.
+TRAIN_STATE_KIND = "yolactedge_train_state"
+
+
 class CheckpointError(ValueError):
     """A file that cannot be used as YOLACT-Edge weights; the message says why in one line."""
 
@@ -65,6 +69,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
+    if isinstance(obj, dict) and (obj.get("kind") == TRAIN_STATE_KIND or {"model", "optimizer", "iteration"} <= set(obj)):
+        # Its model would load, but under a guessed config (no sidecar): wrong input size, AP near zero.
+        raise CheckpointError(f"{path}: a training resume state (for train --resume), not a model; "
+                              f"load {path.parent / 'last.pth'} instead")
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model"):
             if isinstance(obj.get(wrapper), dict):

@@ -6,6 +6,7 @@ the new one, never a torn one):
 * `last.pth` + `last.json`: the model in the official layout with its config sidecar (`yolactedge.load_model`).
 * `best.pth` + `best.json`: the best validation result so far (only with validation).
 * `last_state.pt`: everything `resume` needs: model, optimizer, iteration, the run's settings, RNG states.
+  It is not a model file: `load_model` refuses it and names `last.pth`.
 * `metrics.jsonl`: one JSON line per log interval and per validation.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write
-from ..model.checkpoint import save_checkpoint
+from ..model.checkpoint import TRAIN_STATE_KIND, save_checkpoint
 
 STATE_NAME = "last_state.pt"
 LAST_NAME = "last.pth"
@@ -64,8 +65,8 @@ def load_train_state(path: str | os.PathLike) -> dict:
 
 
 def save_train_state(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write the resume state atomically."""
-    atomic_write(path, lambda f: torch.save(dict(payload), f))
+    """Write the resume state atomically, marked so that model loaders refuse it (it is no model file)."""
+    atomic_write(path, lambda f: torch.save({"kind": TRAIN_STATE_KIND, **payload}, f))
 
 
 def save_model(model, path: Path, iteration: int, max_iter: int, metrics: Mapping[str, float]) -> None:
@@ -76,5 +77,6 @@ def save_model(model, path: Path, iteration: int, max_iter: int, metrics: Mappin
 
 
 def existing_run_files(out: Path) -> list[str]:
+    """The files of an earlier run in `out`, which a new run there would overwrite or mix with."""
     return [name for name in RUN_FILES if (out / name).is_file()]
 

@@ -43,6 +43,7 @@ from .state import (
     BEST_NAME,
     LAST_NAME,
     STATE_NAME,
+    existing_run_files,
     load_train_state,
     rng_state,
     save_model,
@@ -59,6 +60,7 @@ class TrainOptions:
 
     out_dir: Path = Path("runs/train")
     resume: bool = False
+    exist_ok: bool = False
     weights: str | os.PathLike | None = None
     backbone_weights: str | os.PathLike | None = None
     val_data: str | os.PathLike | None = None
@@ -106,7 +108,7 @@ class Trainer:
         from ..data import CocoDataset
 
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            self._claim_out_dir()
         image_dir, self.ann_file = resolve_data(self.data)
         self.dataset = CocoDataset(image_dir, self.ann_file, transform=None)
         state_path = self.out / STATE_NAME
@@ -123,6 +125,19 @@ class Trainer:
             self.start_iter = 0
         if self.options.resume and self.state is None:
             self.log(f"resume: no {state_path}, starting from scratch")
+
+    def _claim_out_dir(self) -> None:
+        """A new run needs a folder without an earlier run in it, unless exist_ok replaces that run."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        earlier = existing_run_files(self.out)
+        if not earlier or self.options.resume:
+            return
+        if not self.options.exist_ok:
+            raise FileExistsError(f"{self.out} already holds a run ({', '.join(earlier)}); "
+                                  f"pass --resume to continue it or --exist-ok to replace it")
+        for name in earlier:
+            (self.out / name).unlink()
+        self.log(f"replacing the run in {self.out} (removed {', '.join(earlier)})")
 
     def _setup_model(self) -> None:
         s, state, options = self.settings, self.state, self.options
@@ -325,6 +340,7 @@ def train(
     input_size: int | None = None,
     out_dir: str | os.PathLike = "runs/train",
     resume: bool = False,
+    exist_ok: bool = False,
     lr: float | None = None,
     momentum: float | None = None,
     optimizer_name: str | None = None,
@@ -363,7 +379,8 @@ def train(
     iters / epochs: length of the run (iters wins; default 20 epochs). One iteration = batch_size (default 8)
         images per process.
     resume: continue from `out_dir/last_state.pt` with its saved settings; with no state file training
-        starts afresh.
+        starts afresh. Without resume, an out_dir holding an earlier run is refused unless exist_ok, which
+        removes that run's files first.
     lr (1e-3), momentum (0.9), optimizer_name (sgd | adamw), weight_decay (5e-4), warmup_iters, warmup_init,
         lr_steps ((0.7, 0.9)), gamma (0.1): see `schedule.py`; clip_grad_norm: optional max gradient norm
         (the original has none); max_expand (4): largest zoom-out of the expand augmentation; seed (0).
@@ -383,7 +400,7 @@ def train(
         max_expand=max_expand,
     )
     options = TrainOptions(
-        out_dir=Path(out_dir), resume=resume, weights=weights, backbone_weights=backbone_weights,
+        out_dir=Path(out_dir), resume=resume, exist_ok=exist_ok, weights=weights, backbone_weights=backbone_weights,
         val_data=val_data, val_fn=val_fn, val_metric=val_metric, val_every=val_every, val_limit=val_limit,
         save_every=save_every, log_every=log_every, num_workers=num_workers, threads=threads, device=device,
         progress=progress,
