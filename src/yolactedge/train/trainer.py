@@ -107,10 +107,11 @@ class Trainer:
         """Settings of a new run, or the saved ones of a resumed run (state kept for the model set-up)."""
         from ..data import CocoDataset
 
-        if self.main:
-            self._claim_out_dir()
         image_dir, self.ann_file = resolve_data(self.data)
         self.dataset = CocoDataset(image_dir, self.ann_file, transform=None)
+        self._check_val_classes()
+        if self.main:
+            self._claim_out_dir()
         state_path = self.out / STATE_NAME
         self.state = load_train_state(state_path) if self.options.resume and state_path.is_file() else None
         if self.state is not None:
@@ -125,6 +126,19 @@ class Trainer:
             self.start_iter = 0
         if self.options.resume and self.state is None:
             self.log(f"resume: no {state_path}, starting from scratch")
+
+    def _check_val_classes(self) -> None:
+        """Validation data must name the training classes in the same order: otherwise every score would be
+        measured against the wrong labels, and that would only show after the first validation interval."""
+        from ..data import CocoDataset
+
+        if self.options.val_data is None:
+            return
+        image_dir, ann_file = resolve_data(self.options.val_data)
+        val_names, names = CocoDataset(image_dir, ann_file, transform=None).class_names, self.dataset.class_names
+        if list(val_names) != list(names):
+            raise ValueError(f"--val-data {ann_file}: its {len(val_names)} classes {list(val_names)} differ from "
+                             f"the training data's {len(names)} {list(names)}")
 
     def _claim_out_dir(self) -> None:
         """A new run needs a folder without an earlier run in it, unless exist_ok replaces that run."""
@@ -192,8 +206,6 @@ class Trainer:
         if o.val_data is not None and o.val_fn is None and self.main:
             vdir, vann = resolve_data(o.val_data)
             vset = CocoDataset(vdir, vann, transform=EvalTransform(self.settings.config.input_size))
-            if vset.class_names != self.dataset.class_names:
-                raise ValueError(f"{vann}: its classes {vset.class_names} differ from the training set's")
             loader = torch.utils.data.DataLoader(vset, batch_size=self.settings.batch_size, shuffle=False,
                                                  num_workers=o.num_workers, collate_fn=collate)
         best = self.state.get("best") if self.state is not None else None
