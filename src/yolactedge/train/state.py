@@ -76,7 +76,17 @@ def save_model(model, path: Path, iteration: int, max_iter: int, metrics: Mappin
     save_checkpoint(model, path, extra=meta)
 
 
-def existing_run_files(out: Path) -> list[str]:
-    """The files of an earlier run in `out`, which a new run there would overwrite or mix with."""
-    return [name for name in RUN_FILES if (out / name).is_file()]
+def claim_run_folder(out: Path, *, resume: bool, exist_ok: bool) -> list[str]:
+    """Create `out` for a run. An earlier run's files there (which a new run would overwrite or mix with) are
+    an error unless the run resumes, or exist_ok: then they are removed; returns the removed names."""
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = [name for name in RUN_FILES if (out / name).is_file()]
+    if not earlier or resume:
+        return []
+    if not exist_ok:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(earlier)}); "
+                              f"pass --resume to continue it or --exist-ok to replace it")
+    for name in earlier:
+        (out / name).unlink()
+    return earlier
 

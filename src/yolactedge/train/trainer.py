@@ -11,6 +11,7 @@ resumed run keeps in `settings.py`.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,38 +21,18 @@ import torch
 
 from ..config import ModelConfig
 from ..model.build import build_model
-from ..model.checkpoint import (
-    load_backbone_weights,
-    load_state_dict_into,
-    read_state_dict,
-)
-from .distributed import (
-    DistInfo,
-    barrier,
-    close_distributed,
-    default_threads,
-    init_distributed,
-    wrap_for_training,
-)
+from ..model.checkpoint import load_backbone_weights, load_state_dict_into, read_state_dict
+from .distributed import DistInfo, barrier, close_distributed, default_threads, init_distributed, wrap_for_training
 from .health import HealthCheck, SkipStreak, TrainingDiverged
+from .interrupt import GracefulInterrupt
 from .loss import YolactLoss
 from .runlog import Averages, RunLog
 from .sampling import resolve_data, to_targets, training_loader
 from .schedule import make_optimizer, set_lr
 from .settings import RunRequest, RunSettings
-from .state import (
-    BEST_NAME,
-    LAST_NAME,
-    STATE_NAME,
-    existing_run_files,
-    load_train_state,
-    rng_state,
-    save_model,
-    save_train_state,
-    seed_everything,
-    set_rng_state,
-)
-from .validation import ValFn, Validator
+from .state import (BEST_NAME, LAST_NAME, STATE_NAME, claim_run_folder, load_train_state, rng_state, save_model,
+                    save_train_state, seed_everything, set_rng_state)
+from .validation import ValFn, Validator, check_val_classes
 
 
 @dataclass(frozen=True)
@@ -109,9 +90,12 @@ class Trainer:
 
         image_dir, self.ann_file = resolve_data(self.data)
         self.dataset = CocoDataset(image_dir, self.ann_file, transform=None)
-        self._check_val_classes()
+        if self.options.val_data is not None:
+            check_val_classes(self.options.val_data, self.dataset.class_names)
         if self.main:
-            self._claim_out_dir()
+            removed = claim_run_folder(self.out, resume=self.options.resume, exist_ok=self.options.exist_ok)
+            if removed:
+                self.log(f"replacing the run in {self.out} (removed {', '.join(removed)})")
         state_path = self.out / STATE_NAME
         self.state = load_train_state(state_path) if self.options.resume and state_path.is_file() else None
         if self.state is not None:
@@ -126,32 +110,6 @@ class Trainer:
             self.start_iter = 0
         if self.options.resume and self.state is None:
             self.log(f"resume: no {state_path}, starting from scratch")
-
-    def _check_val_classes(self) -> None:
-        """Validation data must name the training classes in the same order: otherwise every score would be
-        measured against the wrong labels, and that would only show after the first validation interval."""
-        from ..data import CocoDataset
-
-        if self.options.val_data is None:
-            return
-        image_dir, ann_file = resolve_data(self.options.val_data)
-        val_names, names = CocoDataset(image_dir, ann_file, transform=None).class_names, self.dataset.class_names
-        if list(val_names) != list(names):
-            raise ValueError(f"--val-data {ann_file}: its {len(val_names)} classes {list(val_names)} differ from "
-                             f"the training data's {len(names)} {list(names)}")
-
-    def _claim_out_dir(self) -> None:
-        """A new run needs a folder without an earlier run in it, unless exist_ok replaces that run."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        earlier = existing_run_files(self.out)
-        if not earlier or self.options.resume:
-            return
-        if not self.options.exist_ok:
-            raise FileExistsError(f"{self.out} already holds a run ({', '.join(earlier)}); "
-                                  f"pass --resume to continue it or --exist-ok to replace it")
-        for name in earlier:
-            (self.out / name).unlink()
-        self.log(f"replacing the run in {self.out} (removed {', '.join(earlier)})")
 
     def _setup_model(self) -> None:
         s, state, options = self.settings, self.state, self.options
@@ -311,7 +269,26 @@ class Trainer:
             if self.validator is not None and iteration % self.val_every == 0 and iteration < max_iter:
                 self.validate(iteration)
                 barrier(self.dist)
+            if self.interrupt.requested and iteration < max_iter:
+                self._stop_on_interrupt(iteration, last_losses)
         return iteration, last_losses
+
+    def _stop_on_interrupt(self, iteration: int, last_losses: Mapping[str, float]) -> None:
+        """Save the finished step (atomically, as every save) and say how to go on; KeyboardInterrupt then
+        ends the run as Ctrl-C would (the CLI exits 130)."""
+        self.save(iteration, last_losses)
+        self.log(f"interrupted at iteration {iteration}/{self.settings.schedule.max_iter}: saved {self.out / LAST_NAME} "
+                 f"and {self.out / STATE_NAME}; resume with: {shlex.join(self.resume_command())}")
+        raise KeyboardInterrupt
+
+    def resume_command(self) -> list[str]:
+        """The command line that continues this run: every run-defining setting comes from the saved state."""
+        command = ["yolactedge", "train", "--data", str(self.data), "--out", str(self.out), "--resume"]
+        o = self.options
+        for flag, value in (("--val-data", o.val_data), ("--val-every", o.val_every), ("--val-limit", o.val_limit)):
+            if value is not None:
+                command += [flag, str(value)]
+        return command
 
     def fit(self) -> Path:
         self._setup_device()
@@ -321,7 +298,8 @@ class Trainer:
             self._setup_data()
             self._announce()
             try:
-                iteration, last_losses = self._run_loop()
+                with GracefulInterrupt(enabled=self.dist.world_size == 1) as self.interrupt:
+                    iteration, last_losses = self._run_loop()
             finally:
                 self.runlog.close_bar()
             return self._finish(iteration, last_losses)

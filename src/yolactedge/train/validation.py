@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -53,6 +53,18 @@ def map_validator(data: str | os.PathLike, limit: int | None = None) -> ValFn:
         return {"mask_AP": result.metrics["segm"]["AP"], "box_AP": result.metrics["bbox"]["AP"]}
 
     return validate
+
+
+def check_val_classes(val_data: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """Validation data must name the training classes in the same order: otherwise every score would be
+    measured against the wrong labels, and that would only show after the first validation interval."""
+    from ..data import CocoDataset
+
+    image_dir, ann_file = resolve_data(val_data)
+    val_names = CocoDataset(image_dir, ann_file, transform=None).class_names
+    if list(val_names) != list(class_names):
+        raise ValueError(f"--val-data {ann_file}: its {len(val_names)} classes {list(val_names)} differ from "
+                         f"the training data's {len(class_names)} {list(class_names)}")
 
 
 class Validator:
