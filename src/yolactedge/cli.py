@@ -58,7 +58,8 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import map_validator, train
 
-    for flag, value in (("--iters", args.iters), ("--save-every", args.save_every)):
+    for flag, value in (("--iters", args.iters), ("--batch", args.batch), ("--save-every", args.save_every),
+                        ("--val-every", args.val_every), ("--val-limit", args.val_limit)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     device = None if args.device == "auto" else _training_device(args.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import yolactedge
 from yolactedge import load_model
 from yolactedge.train import load_train_state
 
@@ -26,7 +27,7 @@ def tiny(tmp_path_factory):
 
 def test_sigint_saves_and_prints_a_resume_command_that_resumes(tiny, tmp_path):
     out = tmp_path / "run"
-    src = str(Path(__file__).resolve().parents[2] / "src")
+    src = str(Path(yolactedge.__file__).parents[1])  # the subprocess runs the code under test
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     # AdamW with clipping stays healthy from scratch at this size (SGD at the default lr diverges by ~35 steps).
@@ -54,8 +55,18 @@ def test_sigint_saves_and_prints_a_resume_command_that_resumes(tiny, tmp_path):
     command = shlex.split(resume_line.split("resume with: ")[1])
     assert command[:2] == ["yolactedge", "train"] and "--resume" in command
 
-    resumed = subprocess.run([*CLI, *command[1:], "--threads", "1"], capture_output=True, text=True, env=env,
+    resumed = subprocess.run([*CLI, *command[1:], "--threads", "1"], capture_output=True, text=True, env=env, check=False,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resuming {out} at iteration {stopped}/60" in resumed.stdout
     assert load_train_state(out / "last_state.pt")["iteration"] == 60
+
+
+@pytest.mark.parametrize("flag", ["--save-every", "--val-every", "--val-limit", "--batch"])
+def test_interval_and_count_flags_must_be_positive(tiny, tmp_path, capsys, flag):
+    from yolactedge.cli import main
+
+    code = main(["train", "--data", str(tiny), "--out", str(tmp_path / "run"), flag, "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"error: {flag} must be at least 1, got 0"
+    assert not (tmp_path / "run").exists()

@@ -4,9 +4,10 @@
     best = train("data/shapes", config="yolact_edge_demo", iters=3000, batch_size=8, out_dir="runs/demo")
 
 Defaults follow the original: SGD, momentum 0.9, weight decay 5e-4, the schedule of `schedule.py`; BatchNorm
-stays in training mode (the original's freeze_bn False). A step whose gradients are not finite is skipped, as
-the original skips non-finite losses. The files a run writes are described in `state.py`; the settings a
-resumed run keeps in `settings.py`.
+stays in training mode (the original's freeze_bn False). A step whose gradients are not finite is skipped; a
+non-finite loss or exploding BatchNorm statistics stop the run (`health.py`). Ctrl-C saves the finished step
+and prints the resume command (`interrupt.py`). The files a run writes are described in `state.py`; the
+settings a resumed run keeps in `settings.py`.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from .validation import ValFn, Validator, check_val_classes
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How a run is carried out, as opposed to what it trains (RunRequest): none of these change the result."""
+    """Where a run writes, what it starts from and how it is carried out: unlike the RunRequest these are not
+    saved in the resume state, so a resumed run may change them (other threads, another validation interval)."""
 
     out_dir: Path = Path("runs/train")
     resume: bool = False
@@ -291,6 +293,7 @@ class Trainer:
         return command
 
     def fit(self) -> Path:
+        """Set up, train to the last iteration, save and validate; the best checkpoint (last without validation)."""
         self._setup_device()
         try:
             self._setup_settings()
