@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest zoom-out of the expand augmentation (4 as the original; 1 turns it off)")
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out with all its saved settings (flags that contradict them are errors)")
+                       help="continue the run in --out with all its saved settings (a flag contradicting one is an "
+                            "error; a longer --iters extends the run)")
     train.add_argument("--exist-ok", action="store_true",
                        help="start a new run in an --out that holds one, replacing its checkpoints and metrics")
     train.add_argument("--save-every", type=int, default=200,

@@ -55,8 +55,8 @@ def test_sigint_saves_and_prints_a_resume_command_that_resumes(tiny, tmp_path):
     command = shlex.split(resume_line.split("resume with: ")[1])
     assert command[:2] == ["yolactedge", "train"] and "--resume" in command
 
-    resumed = subprocess.run([*CLI, *command[1:], "--threads", "1"], capture_output=True, text=True, env=env, check=False,
-                             timeout=300)
+    resumed = subprocess.run([*CLI, *command[1:], "--threads", "1"], capture_output=True, text=True, env=env,
+                             check=False, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resuming {out} at iteration {stopped}/60" in resumed.stdout
     assert load_train_state(out / "last_state.pt")["iteration"] == 60

@@ -31,8 +31,9 @@ def one_error_line(err):
 
 def test_resume_restores_every_setting_and_longer_iters_extend(tiny, tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = cli(capsys, "--data", tiny, "--out", out, "--imgsz", SIZE, "--clip-grad", 100, "--optimizer", "adamw",
-                       "--iters", 2, "--batch", 2, "--lr", 2e-3, "--max-expand", 1.5, "--seed", 4, "--threads", 1)
+    code, _, err = cli(capsys, "--data", tiny, "--out", out, "--imgsz", SIZE, "--clip-grad", 100,
+                       "--optimizer", "adamw", "--iters", 2, "--batch", 2, "--lr", 2e-3, "--max-expand", 1.5,
+                       "--seed", 4, "--threads", 1)
     assert code == 0, err
     code, printed, err = cli(capsys, "--data", tiny, "--out", out, "--resume", "--iters", 3, "--threads", 1)
     assert code == 0, err

@@ -38,5 +38,6 @@ def test_val_data_with_other_classes_fails_before_training(tiny, tmp_path, capsy
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.startswith("error")]
     assert code != 0 and len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert lines[0].startswith(f"error: --val-data {val}: its {what}") and "differ from the training data's 6" in lines[0]
+    assert lines[0].startswith(f"error: --val-data {val}: its {what}")
+    assert "differ from the training data's 6" in lines[0]
     assert "training" not in captured.out and not out.exists()

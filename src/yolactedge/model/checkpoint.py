@@ -69,7 +69,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
-    if isinstance(obj, dict) and (obj.get("kind") == TRAIN_STATE_KIND or {"model", "optimizer", "iteration"} <= set(obj)):
+    resume_keys = {"model", "optimizer", "iteration"}
+    if isinstance(obj, dict) and (obj.get("kind") == TRAIN_STATE_KIND or resume_keys <= set(obj)):
         # Its model would load, but under a guessed config (no sidecar): wrong input size, AP near zero.
         raise CheckpointError(f"{path}: a training resume state (for train --resume), not a model; "
                               f"load {path.parent / 'last.pth'} instead")

@@ -72,7 +72,8 @@ class RunSettings:
             optimizer=state.get("optimizer_name", DEFAULTS["optimizer"]),
             momentum=float(state.get("momentum", DEFAULTS["momentum"])),
             weight_decay=float(state.get("weight_decay", DEFAULTS["weight_decay"])),
-            clip_grad_norm=state.get("clip_grad_norm"), max_expand=float(state.get("max_expand", DEFAULTS["max_expand"])),
+            clip_grad_norm=state.get("clip_grad_norm"),
+            max_expand=float(state.get("max_expand", DEFAULTS["max_expand"])),
         )
 
 

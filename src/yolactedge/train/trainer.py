@@ -202,7 +202,8 @@ class Trainer:
     def _log_interval(self, iteration: int, averages: Averages, skipped: int, started: float,
                       data_time: float) -> None:
         mean = averages.mean()
-        ips = averages.count * self.settings.batch_size * self.dist.world_size / max(time.perf_counter() - started, 1e-9)
+        images = averages.count * self.settings.batch_size * self.dist.world_size
+        ips = images / max(time.perf_counter() - started, 1e-9)
         record = {"iteration": iteration, "lr": self.settings.schedule.lr_at(iteration - 1),
                   **{k: round(v, 5) for k, v in mean.items()}, "img_per_s": round(ips, 2),
                   "data_s": round(data_time / max(averages.count, 1), 4), "skipped": skipped}
@@ -279,8 +280,9 @@ class Trainer:
         """Save the finished step (atomically, as every save) and say how to go on; KeyboardInterrupt then
         ends the run as Ctrl-C would (the CLI exits 130)."""
         self.save(iteration, last_losses)
-        self.log(f"interrupted at iteration {iteration}/{self.settings.schedule.max_iter}: saved {self.out / LAST_NAME} "
-                 f"and {self.out / STATE_NAME}; resume with: {shlex.join(self.resume_command())}")
+        command = shlex.join(self.resume_command())
+        self.log(f"interrupted at iteration {iteration}/{self.settings.schedule.max_iter}: saved "
+                 f"{self.out / LAST_NAME} and {self.out / STATE_NAME}; resume with: {command}")
         raise KeyboardInterrupt
 
     def resume_command(self) -> list[str]:
@@ -317,7 +319,8 @@ class Trainer:
         barrier(self.dist)
         validated = self.validator is not None and (self.out / BEST_NAME).is_file()
         result = self.out / (BEST_NAME if validated else LAST_NAME)
-        self.log(f"done: {iteration} iterations; last {self.out / LAST_NAME}" + (f", best {result}" if validated else ""))
+        best = f", best {result}" if validated else ""
+        self.log(f"done: {iteration} iterations; last {self.out / LAST_NAME}{best}")
         return result
 
 
