@@ -78,3 +78,18 @@ def test_resume_with_data_of_other_classes_is_refused(tiny, tmp_path, capsys):
     code, _, err = cli(capsys, "--data", other, "--out", out, "--resume", "--iters", 2, "--threads", 1)
     assert code != 0 and "differ from the resumed run's" in one_error_line(err)
     assert load_train_state(out / "last_state.pt")["iteration"] == 1
+
+
+def test_api_settings_without_a_flag_are_checked_too(tiny, tmp_path):
+    out = tmp_path / "run"
+    kw = dict(input_size=SIZE, batch_size=2, threads=1, progress=False)
+    train(tiny, out_dir=out, iters=2, momentum=0.8, lr_steps=(0.5,), **kw)
+    with pytest.raises(ValueError, match=r"^momentum 0.9 contradicts the run being resumed, which has momentum 0.8;"):
+        train(tiny, out_dir=out, resume=True, momentum=0.9, **kw)
+    with pytest.raises(ValueError, match=r"^lr_steps \(0.7, 0.9\) contradicts .* which has lr_steps \(1,\)"):
+        train(tiny, out_dir=out, resume=True, lr_steps=(0.7, 0.9), **kw)
+    train(tiny, out_dir=out, resume=True, momentum=0.8, lr_steps=(0.5,), epochs=2, **kw)  # 2 epochs of 2 images
+    assert load_train_state(out / "last_state.pt")["iteration"] == 2
+    train(tiny, out_dir=out, resume=True, epochs=3, **kw)
+    state = load_train_state(out / "last_state.pt")
+    assert state["iteration"] == 3 and state["momentum"] == 0.8 and state["schedule"]["lr_steps"] == [1]

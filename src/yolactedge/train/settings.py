@@ -161,7 +161,7 @@ class RunRequest:
         }
         if self.config is not None:
             given = resolve_config(self.config, class_names, self.input_size or saved.config.input_size)
-            values["config"] = self.config if given == saved.config else saved.config.name
+            values["config"] = self.config if given == saved.config else saved.config
         if self.lr_steps is not None:
             resolved = Schedule.create(schedule.max_iter, schedule.lr, lr_steps=self.lr_steps).lr_steps
             values["lr_steps"] = self.lr_steps if resolved == schedule.lr_steps else schedule.lr_steps
