@@ -93,3 +93,23 @@ def test_api_settings_without_a_flag_are_checked_too(tiny, tmp_path):
     train(tiny, out_dir=out, resume=True, epochs=3, **kw)
     state = load_train_state(out / "last_state.pt")
     assert state["iteration"] == 3 and state["momentum"] == 0.8 and state["schedule"]["lr_steps"] == [1]
+
+
+def test_state_from_before_settings_were_saved_still_resumes_and_is_no_model(tiny, tmp_path):
+    import torch
+
+    from yolactedge import load_model
+    from yolactedge.model import CheckpointError
+
+    out = tmp_path / "run"
+    kw = dict(input_size=SIZE, batch_size=2, threads=1, progress=False)
+    train(tiny, out_dir=out, iters=1, **kw)
+    state = load_train_state(out / "last_state.pt")
+    for key in ("kind", "momentum", "weight_decay", "clip_grad_norm", "max_expand"):
+        del state[key]  # what earlier versions wrote
+    torch.save(state, out / "last_state.pt")
+    with pytest.raises(CheckpointError, match="training resume state"):
+        load_model(out / "last_state.pt")
+    train(tiny, out_dir=out, resume=True, iters=2, **kw)
+    resumed = load_train_state(out / "last_state.pt")
+    assert resumed["iteration"] == 2 and resumed["momentum"] == 0.9 and resumed["max_expand"] == 4.0

@@ -63,8 +63,8 @@ class RunSettings:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RunSettings:
-        """Settings from a resume state; states written before all settings were saved get the values those
-        versions trained with."""
+        """Settings from a resume state; a state written before all settings were saved gets the values those
+        versions resumed with (the defaults)."""
         schedule = Schedule(**{**state["schedule"], "lr_steps": tuple(state["schedule"]["lr_steps"])})
         return cls(
             config=config_from_dict(json.loads(state["config"])), schedule=schedule,
