@@ -374,8 +374,9 @@ def train(
         gives the model its weights.
     iters / epochs: length of the run (iters wins; default 20 epochs). One iteration = batch_size (default 8)
         images per process.
-    resume: continue from `out_dir/last_state.pt` with its saved settings; with no state file training
-        starts afresh. Without resume, an out_dir holding an earlier run is refused unless exist_ok, which
+    resume: continue from `out_dir/last_state.pt` with its saved settings (one given here that contradicts
+        them is a ValueError; a longer iters/epochs extends the run); with no state file training starts
+        afresh. Without resume, an out_dir holding an earlier run is refused unless exist_ok, which
         removes that run's files first.
     lr (1e-3), momentum (0.9), optimizer_name (sgd | adamw), weight_decay (5e-4), warmup_iters, warmup_init,
         lr_steps ((0.7, 0.9)), gamma (0.1): see `schedule.py`; clip_grad_norm: optional max gradient norm
