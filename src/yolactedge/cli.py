@@ -87,35 +87,22 @@ def _cmd_data_synth_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map_validation(data: str, limit: int | None):
-    """Periodic validation by COCO mAP: the model is evaluated as it is, through the torch backend."""
-    from .evaluate import PROTOCOL, evaluate
-    from .runtime import Detector
-    from .train.trainer import resolve_data
-
-    images, annotations = resolve_data(data)
-
-    def validate(model) -> dict[str, float]:
-        result = evaluate(Detector(model, **PROTOCOL), images, annotations, limit=limit, progress=False)
-        return {"mask_AP": result.metrics["segm"]["AP"], "box_AP": result.metrics["bbox"]["AP"]}
-
-    return validate
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.trainer import train
+    from .train import map_validator, train
 
-    if args.iters is not None and args.iters < 1:
-        raise UsageError(f"--iters must be at least 1, got {args.iters}")
+    for flag, value in (("--iters", args.iters), ("--batch", args.batch), ("--save-every", args.save_every),
+                        ("--val-every", args.val_every), ("--val-limit", args.val_limit)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
     device = None if args.device == "auto" else _training_device(args.device)
     best = train(
         args.data, config=args.config, weights=args.weights, backbone_weights=args.backbone_weights,
-        iters=args.iters, epochs=args.epochs,
-        batch_size=args.batch, input_size=args.imgsz, out_dir=args.out, resume=args.resume, lr=args.lr,
-        val_data=args.val_data, val_fn=_map_validation(args.val_data, args.val_limit) if args.val_data else None,
-        val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, seed=args.seed,
-        threads=args.threads, optimizer_name=args.optimizer, clip_grad_norm=args.clip_grad,
-        max_expand=args.max_expand, device=device,
+        iters=args.iters, epochs=args.epochs, batch_size=args.batch, input_size=args.imgsz, out_dir=args.out,
+        resume=args.resume, exist_ok=args.exist_ok, lr=args.lr, optimizer_name=args.optimizer,
+        clip_grad_norm=args.clip_grad, max_expand=args.max_expand, seed=args.seed, save_every=args.save_every,
+        val_data=args.val_data, val_fn=map_validator(args.val_data, args.val_limit) if args.val_data else None,
+        val_metric="mask_AP", val_every=args.val_every, num_workers=args.workers, threads=args.threads,
+        device=device,
     )
     print(f"checkpoint: {best}")
     return 0
@@ -384,30 +371,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train on a COCO-format dataset (also under torchrun for DDP)")
     train.add_argument("--data", required=True, help="dataset folder (images/ + annotations.json) or ANN.json")
-    train.add_argument("--config", default="yolact_edge_demo", help="preset name (see yolactedge info --presets)")
+    # Run-defining options default to None (= not given): a new run takes the default in the help, a resumed
+    # run its saved value, and a given value that contradicts the saved one is an error.
+    train.add_argument("--config", help="preset name (see yolactedge info --presets; default yolact_edge_demo)")
     train.add_argument("--weights", help="checkpoint to fine-tune from (class layers re-initialised if needed)")
     train.add_argument("--backbone-weights",
                        help="ImageNet backbone to start from: torchvision mobilenet_v2 / resnet50 / resnet101 .pth")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=int)
-    length.add_argument("--epochs", type=float)
-    train.add_argument("--batch", type=int, default=8)
-    train.add_argument("--imgsz", type=int)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+    length.add_argument("--iters", type=int, help="length of the run; with --resume a longer one extends it")
+    length.add_argument("--epochs", type=float, help="length of the run in passes over --data (default 20)")
+    train.add_argument("--batch", type=int, help="images per step and process (default 8)")
+    train.add_argument("--imgsz", type=int, help="input size (default: the preset's)")
+    train.add_argument("--lr", type=float, help="learning rate after warm-up (default 1e-3)")
+    train.add_argument("--optimizer", choices=("sgd", "adamw"),
                        help="sgd as the original (default); adamw converges faster from scratch")
     train.add_argument("--clip-grad", type=float, help="clip the gradient norm (helps from-scratch starts)")
-    train.add_argument("--max-expand", type=float, default=4.0,
+    train.add_argument("--max-expand", type=float,
                        help="largest zoom-out of the expand augmentation (4 as the original; 1 turns it off)")
     train.add_argument("--out", default="runs/train")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out with the same schedule")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out with all its saved settings (a flag contradicting one is an "
+                            "error; a longer --iters extends the run)")
+    train.add_argument("--exist-ok", action="store_true",
+                       help="start a new run in an --out that holds one, replacing its checkpoints and metrics")
+    train.add_argument("--save-every", type=int, default=200,
+                       help="iterations between checkpoints (last.pth and the resume state; default 200)")
     train.add_argument("--val-data", help="dataset for periodic validation mAP")
     train.add_argument("--val-every", type=int)
     train.add_argument("--val-limit", type=int, help="validate on the first N images only")
     train.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
     train.add_argument("--workers", type=int, default=0)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation (default 0)")
     train.set_defaults(func=_cmd_train)
 
     def runtime_options(p: argparse.ArgumentParser) -> None:

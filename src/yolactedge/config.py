@@ -79,6 +79,13 @@ class ModelConfig:
             changes["class_names"] = names
         return dataclasses.replace(self, **changes)
 
+    def at_input_size(self, size: int) -> ModelConfig:
+        """This config at input `size`: anchor sides scale with the input, so they cover the same image share."""
+        if size == self.input_size:
+            return self
+        scale = size / self.input_size
+        return self.replace(input_size=int(size), pred_scales=tuple(round(s * scale) for s in self.pred_scales))
+
 
 DEMO_CLASSES: tuple[str, ...] = ("circle", "triangle", "square", "star", "ring", "cross")
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from yolactedge import build_model
+from yolactedge.config import get_preset
 from yolactedge.model.build import count_macs
 from yolactedge.model.priors import make_priors
 from yolactedge.model.yolact import decode_boxes
@@ -40,6 +41,15 @@ def test_other_input_size_and_class_count():
     assert boxes.shape == (2, anchors, 4)
     assert scores.shape == (2, 3, anchors)
     assert proto.shape == (2, 80, 80, 32)
+
+
+def test_config_at_input_size_scales_the_anchors_with_the_input():
+    demo = get_preset("yolact_edge_demo")
+    assert demo.at_input_size(demo.input_size) is demo
+    half = demo.at_input_size(160)
+    assert half.input_size == 160 and half.pred_scales == (7, 14, 28, 56, 112)
+    assert half.replace(input_size=320, pred_scales=demo.pred_scales) == demo
+    assert build_model(demo, input_size=160).config == half
 
 
 def test_train_outputs_carry_what_the_loss_needs():

@@ -77,9 +77,8 @@ def with_input_size(module, size: int | None):
     config = module.config
     if size is None or size == config.input_size:
         return module.eval()
-    scale = size / config.input_size
     try:
-        new_config = config.replace(input_size=size, pred_scales=tuple(round(s * scale) for s in config.pred_scales))
+        new_config = config.at_input_size(size)
     except ValueError as exc:
         raise ExportError(_one_line(exc)) from None
     resized = YolactEdge(new_config)
@@ -262,11 +261,8 @@ def _config_from(metadata: dict, size: int, num_classes: int, mask_dim: int):
             names = loaded if len(loaded) == num_classes - 1 else names
         except ValueError:
             pass
-    base = get_preset("yolact_edge_mobilenetv2")
-    scale = size / base.input_size
-    return base.replace(
-        name=metadata.get("preset", "onnx_model"), input_size=size, num_classes=num_classes, class_names=names,
-        mask_dim=mask_dim, pred_scales=tuple(round(s * scale) for s in base.pred_scales),
+    return get_preset("yolact_edge_mobilenetv2").at_input_size(size).replace(
+        name=metadata.get("preset", "onnx_model"), num_classes=num_classes, class_names=names, mask_dim=mask_dim,
     )
 
 

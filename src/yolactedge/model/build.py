@@ -23,12 +23,10 @@ def build_model(
     """
     if isinstance(config, str):
         config = get_preset(config)
-    changes = {k: v for k, v in (("num_classes", num_classes), ("input_size", input_size)) if v is not None}
-    if "input_size" in changes:
-        scale = changes["input_size"] / config.input_size
-        changes["pred_scales"] = tuple(round(s * scale) for s in config.pred_scales)
-    if changes:
-        config = config.replace(**changes)
+    if num_classes is not None:
+        config = config.replace(num_classes=num_classes)
+    if input_size is not None:
+        config = config.at_input_size(input_size)
     model = YolactEdge(config)
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and not name.startswith("backbone."):

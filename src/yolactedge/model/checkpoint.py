@@ -40,6 +40,10 @@ YOUTUBE_VIS_CLASSES = (
 )
 
 
+# The "kind" of a training resume state (train/state.py): it holds a model, but is not a model file.
+TRAIN_STATE_KIND = "yolactedge_train_state"
+
+
 class CheckpointError(ValueError):
     """A file that cannot be used as YOLACT-Edge weights; the message says why in one line."""
 
@@ -65,6 +69,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
+    resume_keys = {"model", "optimizer", "iteration"}
+    if isinstance(obj, dict) and (obj.get("kind") == TRAIN_STATE_KIND or resume_keys <= set(obj)):
+        # Its model would load, but under a guessed config (no sidecar): wrong input size, AP near zero.
+        raise CheckpointError(f"{path}: a training resume state (for train --resume), not a model; "
+                              f"load {path.parent / 'last.pth'} instead")
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model"):
             if isinstance(obj.get(wrapper), dict):
@@ -122,11 +131,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], input_size: int = 550) -> 
     if names is None:
         names = tuple(f"class{i}" for i in range(num_classes - 1))
     base = get_preset("yolact_edge_mobilenetv2" if backbone == "mobilenetv2" else "yolact_edge")
-    scale = input_size / 550
     return dataclasses.replace(
-        base, name=f"inferred_{backbone}", backbone=backbone, num_classes=num_classes, input_size=input_size,
-        fpn_channels=fpn_channels, proto_channels=proto_channels, mask_dim=mask_dim,
-        pred_scales=tuple(round(s * scale) for s in base.pred_scales), class_names=names,
+        base.at_input_size(input_size), name=f"inferred_{backbone}", backbone=backbone, num_classes=num_classes,
+        fpn_channels=fpn_channels, proto_channels=proto_channels, mask_dim=mask_dim, class_names=names,
     )
 
 
