@@ -68,11 +68,22 @@ def test_weak_detections_keep_a_track_but_never_start_one():
     assert [int(lone.update(frame([(40, 60, 15, 1, 0.2)]))[0]) for _ in range(3)] == [UNTRACKED] * 3
 
 
-def test_tracks_only_match_their_own_class():
-    tracker = Tracker(TrackerConfig(min_hits=1))
-    a = tracker.update(frame([(60, 60, 15, 0, 0.9)]))
-    b = tracker.update(frame([(61, 60, 15, 3, 0.9)]))
+def test_class_changes_continue_a_track_only_when_allowed():
+    strict = Tracker(TrackerConfig(min_hits=1, other_class=0.0))
+    a = strict.update(frame([(60, 60, 15, 0, 0.9)]))
+    b = strict.update(frame([(61, 60, 15, 3, 0.9)]))
     assert a[0] != b[0]
+    lenient = Tracker(TrackerConfig(min_hits=1))  # a class flip of the same object keeps its identity
+    assert lenient.update(frame([(60, 60, 15, 0, 0.9)]))[0] == lenient.update(frame([(61, 60, 15, 3, 0.9)]))[0]
+
+
+def test_an_object_found_as_two_classes_starts_one_track():
+    one = frame([(60, 60, 15, 0, 0.9)])
+    both = Detections.from_masks(np.repeat(one.boxes, 2, 0), [0.9, 0.7], [0, 1], np.repeat(one.masks, 2, 0))
+    tracker = Tracker.at_threshold(0.3)
+    for _ in range(3):
+        detections, ids = tracker.track(both, 0.3)
+    assert len(detections) == 1 and detections.class_ids.tolist() == [0] and ids.tolist() == [1]
 
 
 def test_masks_decide_between_objects_with_the_same_box():

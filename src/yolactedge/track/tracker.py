@@ -31,12 +31,17 @@ class TrackerConfig:
     second_match: float = 0.4  # the same for a weak one: it must overlap its track more
     max_lost: int = 30
     min_hits: int = 2
+    other_class: float = 0.5  # similarity factor for a detection of another class than the track's (0: never)
+    duplicate_iou: float = 0.5  # a detection whose mask overlaps a better one's more than this is the same object
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_score <= self.high_score <= 1:
             raise ValueError(f"need 0 <= low_score <= high_score <= 1, got {self.low_score}, {self.high_score}")
         if not 0 < self.first_match <= 1 or not 0 < self.second_match <= 1:
             raise ValueError("first_match and second_match must lie in (0, 1]")
+        if not 0 <= self.other_class <= 1 or not 0 < self.duplicate_iou <= 1:
+            raise ValueError(f"other_class must lie in [0, 1] and duplicate_iou in (0, 1], got {self.other_class}, "
+                             f"{self.duplicate_iou}")
         if self.max_lost < 0 or self.min_hits < 1:
             raise ValueError(f"max_lost must be >= 0 and min_hits >= 1, got {self.max_lost}, {self.min_hits}")
 
@@ -72,15 +77,22 @@ class Tracker:
 
     @classmethod
     def at_threshold(cls, score_threshold: float) -> Tracker:
-        """A tracker for detections kept at `score_threshold`: any of them may start a track, and weaker ones
-        (down to 0.1, or the threshold if lower) may continue one."""
+        """A tracker for detections kept at `score_threshold`: those at least 0.1 above it start tracks (as
+        ByteTrack's new-track threshold), all of them extend tracks first, weaker ones (down to 0.1, or the
+        threshold if lower) may continue one."""
         weak = min(TrackerConfig.low_score, score_threshold)
-        return cls(TrackerConfig(high_score=score_threshold, new_track_score=score_threshold, low_score=weak))
+        start = min(score_threshold + 0.1, 1.0)
+        return cls(TrackerConfig(high_score=score_threshold, new_track_score=start, low_score=weak))
 
     def track(self, detections: Detections, score_threshold: float) -> tuple[Detections, np.ndarray]:
         """ByteTrack's use of `update`: → the detections scoring at least `score_threshold` plus the weaker ones
-        that continue a track, and their track ids (UNTRACKED where none)."""
+        that continue a track, and their track ids (UNTRACKED where none).
+
+        Detections that repeat a better one's mask (the same object found as two classes: per-class NMS keeps
+        both) are dropped first, so one object cannot start two tracks.
+        """
         candidates = detections.subset(detections.scores >= self.config.low_score)
+        candidates = candidates.subset(_distinct(candidates, self.config.duplicate_iou))
         ids = self.update(candidates)
         keep = (candidates.scores >= score_threshold) | (ids != UNTRACKED)
         return candidates.subset(keep), ids[keep]
@@ -122,15 +134,16 @@ class Tracker:
         for i, k in enumerate(candidates.tolist()):
             crop, crop_box = detections.mask_crops[k], detections.mask_boxes[k]
             for j, track in enumerate(tracks):
-                if boxes[i, j] == 0 or track.class_id != detections.class_ids[k]:
+                factor = 1.0 if track.class_id == detections.class_ids[k] else self.config.other_class
+                if boxes[i, j] == 0 or factor == 0:
                     continue
                 if crop.size == 0 or track.mask_crop.size == 0:
-                    similarity[i, j] = boxes[i, j]
+                    similarity[i, j] = boxes[i, j] * factor
                     continue
                 moved = xyxy_to_cxcywh(track.predicted)[:2] - xyxy_to_cxcywh(track.seen_box)[:2]
                 shift = tuple(np.round(moved).astype(int).tolist())
                 masks = mask_iou(crop, crop_box, track.mask_crop, track.mask_box, shift)
-                similarity[i, j] = (boxes[i, j] + masks) / 2
+                similarity[i, j] = (boxes[i, j] + masks) / 2 * factor
         return similarity
 
     def _extend(self, track: Track, detections: Detections, k: int) -> int:
@@ -164,3 +177,15 @@ class Tracker:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
+
+
+def _distinct(detections: Detections, duplicate_iou: float) -> np.ndarray:
+    """Indices of the detections (best first) whose mask overlaps no better kept one's by more than duplicate_iou."""
+    overlapping = box_iou(detections.boxes, detections.boxes) > 0  # [K, K]: masks can only overlap here
+    kept: list[int] = []
+    for k in range(len(detections)):
+        if not any(overlapping[k, j] and mask_iou(detections.mask_crops[k], detections.mask_boxes[k],
+                                                  detections.mask_crops[j], detections.mask_boxes[j]) > duplicate_iou
+                   for j in kept):
+            kept.append(k)
+    return np.array(kept, np.int64)
