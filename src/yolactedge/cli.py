@@ -255,8 +255,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     threads = _int_list(args.threads, "--threads")
     if args.ops:
         return _bench_ops(args, threads)
+    if args.video:
+        return _bench_video(args, threads)
     rows = benchmark(args.model, threads=threads, runs=args.runs, warmup=args.warmup, image=args.image,
                      delegate=args.delegate)
+    if args.json_out:
+        atomic_write_json(args.json_out, [r.to_dict() for r in rows])
+    return 0
+
+
+def _bench_video(args: argparse.Namespace, threads: list[int]) -> int:
+    from .bench_video import benchmark_video, format_video_rows
+    from .fileio import atomic_write_json
+
+    if len(threads) != 1 or len(args.model) != 1:
+        raise UsageError("--video measures one model at one thread count; give --model M --threads N")
+    if args.image:
+        raise UsageError("--image and --video are two different benchmarks; give one")
+    if not 0 <= args.conf <= 1:
+        raise UsageError(f"--conf must lie in [0, 1], got {args.conf}")
+    rows = benchmark_video(args.model[0], args.video, threads=threads[0], delegate=args.delegate,
+                           score_threshold=args.conf)
+    print(f"{args.video}: {Path(args.model[0]).name}, inference on {threads[0]} thread(s)")
+    print(format_video_rows(rows))
     if args.json_out:
         atomic_write_json(args.json_out, [r.to_dict() for r in rows])
     return 0
@@ -461,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--delegate", help="LiteRT external delegate library")
     bench.add_argument("--ops", action="store_true",
                        help="per-operator profile of .tflite files, side by side (like --enable_op_profiling)")
+    bench.add_argument("--video", help="a video file: frames per second with the stages one after another and "
+                       "pipelined (decode, inference, post-processing, drawing, encoding)")
+    bench.add_argument("--conf", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                       help="with --video: score threshold of the detections drawn (as predict's)")
     bench.add_argument("--json-out", help="write the rows as JSON")
     bench.set_defaults(func=_cmd_bench)
 

@@ -24,7 +24,7 @@ def test_items_leave_in_order_whatever_each_stage_takes():
     stages = [(f"s{i}", _jittery(lambda item, i=i: delays[i, item])) for i in range(3)]
     stats = StreamStats()
     assert list(pipelined(range(60), stages, stats=stats)) == list(range(60))
-    assert stats.items == 60 and stats.dropped == 0 and set(stats.busy_s) == {"s0", "s1", "s2"}
+    assert stats.items == 60 and stats.dropped == 0 and set(stats.busy_s) == {"source", "s0", "s1", "s2"}
 
 
 def test_stages_overlap():

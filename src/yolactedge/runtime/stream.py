@@ -78,8 +78,17 @@ def pipelined(source: Iterable[Any], stages: list[tuple[str, Callable[[Any], Any
 
 def _read_source(source: Iterable[Any], outbox: queue.Queue, stop: threading.Event, latest: bool,
                  stats: StreamStats) -> None:
+    """Iterate the source (decoding happens here), its busy time counted as the "source" stage."""
+    stats.busy_s.setdefault("source", 0.0)
+    iterator = iter(source)
     try:
-        for item in source:
+        while True:
+            began = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            stats.busy_s["source"] += time.perf_counter() - began
             if stop.is_set():
                 return
             if latest:
