@@ -136,3 +136,20 @@ def test_stream_flags_that_would_be_ignored_are_refused(capsys, tmp_path, tiny_c
 def test_a_missing_camera_is_a_one_line_error(capsys, tmp_path, tiny_checkpoint):
     code, _, err = run(capsys, "predict", "7", "--model", tiny_checkpoint, "--latest", "--out", tmp_path / "o")
     assert code == 1 and "camera7" in err and "Traceback" not in err
+
+
+def test_bench_video_reports_both_modes(capsys, tmp_path, tiny_checkpoint):
+    video = write_video(tmp_path / "b.mp4", 6)
+    rows_file = tmp_path / "rows.json"
+    code, out, _ = run(capsys, "bench", "--model", tiny_checkpoint, "--video", video, "--threads", "1",
+                       "--conf", "0.05", "--json-out", rows_file)
+    assert code == 0 and "sequential" in out and "pipelined" in out
+    rows = json.loads(rows_file.read_text())
+    assert [r["mode"] for r in rows] == ["sequential", "pipelined"]
+    for row in rows:
+        assert row["frames"] == 6 and row["fps"] > 0 and row["median_ms"]["inference"] > 0
+        assert set(row["busy_s"]) == {"decode", "inference", "postprocess", "draw", "encode"}
+    code, _, err = run(capsys, "bench", "--model", tiny_checkpoint, "--video", video, "--threads", "1,2")
+    assert code == 2 and "one thread count" in err
+    code, _, err = run(capsys, "bench", "--model", tiny_checkpoint, "--video", tmp_path / "none.mp4")
+    assert code == 1 and "no such video file" in err
