@@ -3,7 +3,6 @@ quantization, and the output-matching rules, mostly on the in-memory tiny PyTorc
 from __future__ import annotations
 
 import itertools
-import time
 
 import cv2
 import numpy as np
@@ -171,17 +170,19 @@ def test_preprocess_is_the_documented_resize(detector):
      InputSpec("input", (550, 550), "NHWC", np.dtype(np.uint8), 0.9, 3)],
     ids=["nchw-float32", "nhwc-float32", "nhwc-int8", "nhwc-uint8-lut"],
 )
-def test_preprocess_full_hd_under_5_ms(detector, spec):
+def test_preprocess_full_hd_gives_the_model_input(detector, spec):
+    """Timing lives in benchmarks/bench_preprocess.py; here, what comes out of a 1920x1080 frame."""
     stub = Detector.__new__(Detector)
     stub.backend = StubBackend(spec)
     frame = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    times = []
-    for _ in range(15):
-        start = time.perf_counter()
-        tensor = stub.preprocess(frame)
-        times.append(time.perf_counter() - start)
-    assert tensor.dtype == spec.dtype and tensor.shape[0] == 1
-    assert min(times) * 1e3 < 5.0, f"best of 15: {min(times) * 1e3:.2f} ms"  # the best run: robust to a busy CPU
+    tensor = stub.preprocess(frame)
+    shape = (1, 3, 550, 550) if spec.layout == "NCHW" else (1, 550, 550, 3)
+    assert tensor.dtype == spec.dtype and tensor.shape == shape
+    resized = cv2.resize(frame, (550, 550), interpolation=cv2.INTER_LINEAR)
+    nhwc = tensor[0].transpose(1, 2, 0) if spec.layout == "NCHW" else tensor[0]
+    expected = resized if not spec.quantized else np.clip(
+        np.round(resized / spec.scale) + spec.zero_point, np.iinfo(spec.dtype).min, np.iinfo(spec.dtype).max)
+    np.testing.assert_array_equal(nhwc.astype(np.float64), expected.astype(np.float64))
 
 
 # --- input conversion ------------------------------------------------------------------------------------------------
