@@ -17,12 +17,12 @@ pytest.importorskip("ai_edge_litert")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from yolactedge.export import ExportError, export_model  # noqa: E402
-from yolactedge.export import tflite as tflite_mod  # noqa: E402
+from yolactedge.export import vela as vela_mod  # noqa: E402
 from yolactedge.export.calibration import find_images, load_calibration_images, preprocess, synthetic_images  # noqa: E402
-from yolactedge.export.tflite import (  # noqa: E402
-    SAMPLE_DATA_FILE, inspect_tflite, keras_to_tflite, onnx_to_keras, reorder_outputs, run_vela, signature_outputs,
-    vela_available,
-)
+from yolactedge.export.converter import keras_to_tflite  # noqa: E402
+from yolactedge.export.onnx2tf_step import SAMPLE_DATA_FILE, onnx_to_keras  # noqa: E402
+from yolactedge.export.tflite_file import inspect_tflite, reorder_outputs, signature_outputs  # noqa: E402
+from yolactedge.export.vela import run_vela, vela_available  # noqa: E402
 from yolactedge.export.verify import run_tflite, verify_tflite  # noqa: E402
 
 from export_models import SIZE, tiny_model  # noqa: E402
@@ -217,7 +217,7 @@ def test_fast_calibration_matches_tensorflow_calibrator(onnx_file, tmp_path, no_
 
 
 def test_imx93_without_vela_fails_cleanly(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(tflite_mod, "_vela_command", lambda: None)
+    monkeypatch.setattr(vela_mod, "_vela_command", lambda: None)
     with pytest.raises(ExportError, match="pip install ethos-u-vela") as excinfo:
         export_model(tiny, "tflite", target="imx93", output=tmp_path / "m.tflite", progress=False)
     assert "\n" not in str(excinfo.value)

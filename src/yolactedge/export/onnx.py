@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ONNX_OUTPUT_ORDER, ExportError
+from .common import ONNX_OUTPUT_ORDER, ExportError
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, per output

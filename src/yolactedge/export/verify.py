@@ -17,7 +17,7 @@ import numpy as np
 from ..agreement import Agreement, agreement
 from ..fileio import atomic_write_json
 from ..postprocess import postprocess
-from . import TFLITE_OUTPUT_ORDER, ExportError
+from .common import TFLITE_OUTPUT_ORDER, ExportError
 
 VERIFY_SEED = 1338  # calibration's default seed + 1: images calibration did not see
 MATCH_IOU = 0.5
@@ -31,10 +31,10 @@ def run_tflite(model, images: np.ndarray, *, threads: int = 2) -> tuple[list[dic
     Inputs are quantised with the file's own scale/zero point when it takes integers; integer outputs are
     dequantised. Outputs are named by the serving signature, or by their shapes when a file has none.
     """
-    from .tflite import _interpreter, signature_outputs
+    from .tflite_file import open_interpreter, signature_outputs
 
     data = Path(model).read_bytes() if not isinstance(model, (bytes, bytearray)) else bytes(model)
-    interpreter = _interpreter(data, threads=threads)
+    interpreter = open_interpreter(data, threads=threads)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     details = interpreter.get_output_details()
@@ -158,9 +158,9 @@ def verify_tflite(
         raise ExportError(f"{tflite_path}: no such TFLite file")
     try:
         data = tflite_path.read_bytes()
-        from .tflite import _interpreter
+        from .tflite_file import open_interpreter
 
-        (inp,) = _interpreter(data, threads=1).get_input_details()
+        (inp,) = open_interpreter(data, threads=1).get_input_details()
     except ExportError:
         raise
     except Exception as exc:

@@ -1,0 +1,52 @@
+"""Keep TensorFlow's and the converter's own logging off the user's console (set YOLACTEDGE_DEBUG=1 to see it)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def import_tensorflow():
+    """TensorFlow, imported with its C++ logging limited to errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+@contextlib.contextmanager
+def quiet_fds():
+    """Silence the converter's C++ chatter on fds 1/2 ("fully_quantize: 0, ..."), unless debugging.
+
+    Yields a text stream on the real stderr, for progress bars.
+    """
+    if os.environ.get("YOLACTEDGE_EXPORT_DEBUG"):
+        yield sys.stderr
+        return
+    saved = []
+    stream = None
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stream = os.fdopen(os.dup(2), "w", buffering=1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):  # no real fds (some test runners): nothing to silence
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        saved = []
+        if stream is not None:
+            stream.close()
+        stream = None
+    try:
+        yield stream if stream is not None else sys.stderr
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        if stream is not None:
+            stream.close()
