@@ -42,18 +42,7 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     quantize_signature = inspect.signature(original_quantize)
 
     def calibrated_model(self) -> bytes:
-        cached = getattr(self, "_yolactedge_calibrated", None)
-        if cached is None:
-            start = time.perf_counter()
-            model = model_object(self._model_content)
-            stats = collect_minmax(model, images, progress=progress, file=file, threads=threads)
-            boxes = signature_outputs(self._model_content).get("boxes")
-            if boxes in stats:
-                stats[boxes] = BOXES_RANGE
-            cached = self._yolactedge_calibrated = write_minmax(model, stats)
-            state["fast"] = True
-            state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
-        return cached
+        return _calibrated_once(self, images, state, progress=progress, file=file, threads=threads)
 
     def calibrate(self, dataset_gen):
         try:
@@ -87,6 +76,23 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     finally:
         calibrator.Calibrator.calibrate = original_calibrate
         calibrator.Calibrator.calibrate_and_quantize = original_quantize
+
+
+def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, **options) -> bytes:
+    """The calibrator's model with min/max statistics (BOXES_RANGE for the boxes), computed once per calibrator."""
+    cached = getattr(calibrator_object, "_yolactedge_calibrated", None)
+    if cached is None:
+        start = time.perf_counter()
+        content = calibrator_object._model_content
+        model = model_object(content)
+        stats = collect_minmax(model, images, **options)
+        boxes = signature_outputs(content).get("boxes")
+        if boxes in stats:
+            stats[boxes] = BOXES_RANGE
+        cached = calibrator_object._yolactedge_calibrated = write_minmax(model, stats)
+        state["fast"] = True
+        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
+    return cached
 
 
 def loggable_tensors(model) -> list[int]:

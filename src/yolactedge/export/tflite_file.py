@@ -5,7 +5,6 @@ the runtime can read what the exporter wrote on a device that has no TensorFlow.
 """
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -20,9 +19,7 @@ TFLITE_FILE_IDENTIFIER = b"TFL3"
 
 def model_object(data: bytes):
     """TFLite bytes → the schema's mutable object tree (ModelT)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    return _schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
 def model_bytes(model) -> bytes:
@@ -34,100 +31,54 @@ def model_bytes(model) -> bytes:
     return bytes(builder.Output())
 
 
-class _Flatbuffer:
-    """Just enough of the FlatBuffers wire format to read TFLite tables (Model, SubGraph, SignatureDef)."""
+def _schema():
+    from ai_edge_litert import schema_py_generated
 
-    def __init__(self, data) -> None:
-        self.buf = data
-
-    def u32(self, pos: int) -> int:
-        return struct.unpack_from("<I", self.buf, pos)[0]
-
-    def root(self) -> int:
-        return self.u32(0)
-
-    def field(self, table: int, index: int) -> int | None:
-        vtable = table - struct.unpack_from("<i", self.buf, table)[0]
-        vtable_size = struct.unpack_from("<H", self.buf, vtable)[0]
-        slot = 4 + 2 * index
-        if slot >= vtable_size:
-            return None
-        offset = struct.unpack_from("<H", self.buf, vtable + slot)[0]
-        return table + offset if offset else None
-
-    def vector(self, table: int, index: int) -> tuple[int, int]:
-        pos = self.field(table, index)
-        if pos is None:
-            return 0, 0
-        start = pos + self.u32(pos)
-        return start + 4, self.u32(start)
-
-    def tables(self, table: int, index: int) -> list[int]:
-        start, n = self.vector(table, index)
-        return [start + 4 * i + self.u32(start + 4 * i) for i in range(n)]
-
-    def ints(self, table: int, index: int) -> list[int]:
-        start, n = self.vector(table, index)
-        return list(struct.unpack_from(f"<{n}i", self.buf, start)) if n else []
-
-    def string(self, table: int, index: int) -> str | None:
-        start, n = self.vector(table, index)
-        return bytes(self.buf[start:start + n]).decode() if start else None
-
-    def scalar(self, table: int, index: int, fmt: str, default=0):
-        pos = self.field(table, index)
-        return struct.unpack_from(fmt, self.buf, pos)[0] if pos is not None else default
+    return schema_py_generated
 
 
-# TFLite schema field numbers.
-_MODEL_SUBGRAPHS, _MODEL_SIGNATURE_DEFS = 2, 7
-_SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS = 1, 2
-_SIGNATURE_INPUTS, _SIGNATURE_OUTPUTS, _SIGNATURE_KEY, _SIGNATURE_SUBGRAPH = 0, 1, 2, 4
-_TENSORMAP_NAME, _TENSORMAP_INDEX = 0, 1
-
-
-def _signature(fb: _Flatbuffer, key: str = SIGNATURE_KEY) -> int | None:
-    signatures = fb.tables(fb.root(), _MODEL_SIGNATURE_DEFS)
-    for sig in signatures:
-        if fb.string(sig, _SIGNATURE_KEY) == key:
-            return sig
+def _signature_def(model, key: str):
+    """The signature named `key` of a read-only schema Model (or its only signature), else None."""
+    signatures = [model.SignatureDefs(i) for i in range(model.SignatureDefsLength())]
+    for signature in signatures:
+        if (signature.SignatureKey() or b"").decode() == key:
+            return signature
     return signatures[0] if len(signatures) == 1 else None
 
 
 def signature_outputs(data: bytes, key: str = SIGNATURE_KEY) -> dict[str, int]:
     """{signature output name: tensor index} of the serving signature ({} when the file has none)."""
-    fb = _Flatbuffer(data)
-    sig = _signature(fb, key)
-    if sig is None:
+    signature = _signature_def(_schema().Model.GetRootAs(data, 0), key)
+    if signature is None:
         return {}
-    return {fb.string(t, _TENSORMAP_NAME): fb.scalar(t, _TENSORMAP_INDEX, "<I") for t in fb.tables(sig, _SIGNATURE_OUTPUTS)}
+    outputs = [signature.Outputs(i) for i in range(signature.OutputsLength())]
+    return {output.Name().decode(): int(output.TensorIndex()) for output in outputs}
 
 
 def subgraph_outputs(data: bytes, subgraph: int = 0) -> list[int]:
-    fb = _Flatbuffer(data)
-    return fb.ints(fb.tables(fb.root(), _MODEL_SUBGRAPHS)[subgraph], _SUBGRAPH_OUTPUTS)
+    """The tensor indices a subgraph outputs, in index order."""
+    return [int(i) for i in _schema().Model.GetRootAs(data, 0).Subgraphs(subgraph).OutputsAsNumpy()]
 
 
 def reorder_outputs(data: bytes, order=TFLITE_OUTPUT_ORDER) -> bytes:
     """Permute the main subgraph's output list so output i is signature output order[i].
 
-    Only the int32 tensor ids of one vector change places, in place: the graph, the tensors and the signature
-    (which maps names to tensor ids) are untouched, so the bytes stay a valid model of the same size.
+    Only the order of the output tensor ids changes: the graph, the tensors and the signature (which maps names
+    to tensor ids) are untouched.
     """
-    buf = bytearray(data)
-    fb = _Flatbuffer(buf)
-    named = signature_outputs(buf)
+    named = signature_outputs(data)
     missing = [name for name in order if name not in named]
     if missing:
         raise ExportError(f"TFLite model has no signature outputs {missing} (it has {sorted(named)})")
-    subgraph = fb.tables(fb.root(), _MODEL_SUBGRAPHS)[0]
-    start, n = fb.vector(subgraph, _SUBGRAPH_OUTPUTS)
-    current = list(struct.unpack_from(f"<{n}i", buf, start))
+    current = subgraph_outputs(data)
     wanted = [named[name] for name in order]
     if sorted(current) != sorted(wanted):
         raise ExportError(f"TFLite outputs {current} do not match the signature's {wanted}")
-    struct.pack_into(f"<{n}i", buf, start, *wanted)
-    return bytes(buf)
+    if current == wanted:
+        return bytes(data)
+    model = model_object(data)
+    model.subgraphs[0].outputs = np.array(wanted, np.int32)
+    return model_bytes(model)
 
 
 def open_interpreter(model, threads: int = 2, *, delegates: bool = True):
