@@ -329,3 +329,50 @@ def test_imx93_export_runs_vela(onnx_file, calib_dir, tmp_path, no_network):
     assert json.loads(result.verify_json.read_text())["note"].startswith("verified the int8 model before Vela")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "tiny_int8_vela.json", "tiny_int8_vela.tflite", "tiny_int8_vela.verify.json"]
+
+
+# --- metadata -------------------------------------------------------------------------------------------------------
+
+def test_int8_file_describes_itself(int8):
+    """The exporter embeds the ONNX metadata plus colour order, normalisation, precision and target."""
+    from yolactedge.config import DEMO_CLASSES, PIXEL_MEAN, PIXEL_STD
+    from yolactedge.modelmeta import read_tflite_metadata
+
+    result, _ = int8
+    meta = read_tflite_metadata(result.path)
+    assert meta["class_names"] == list(DEMO_CLASSES) and meta["num_classes"] == len(DEMO_CLASSES) + 1
+    assert meta["preset"] == "yolact_edge_demo" and meta["input_size"] == SIZE and meta["yolactedge_version"]
+    assert meta["config"]["input_size"] == SIZE
+    assert meta["colour_order"] == "RGB"
+    assert meta["normalisation"]["mean"] == list(PIXEL_MEAN) and meta["normalisation"]["std"] == list(PIXEL_STD)
+    assert (meta["precision"], meta["target"]) == ("int8", "imx8mp")
+
+
+def test_metadata_reads_without_tensorflow(int8, tmp_path):
+    """The runtime path (LiteRT, no TensorFlow) finds the class names in a file copied alone."""
+    import subprocess
+    import sys
+
+    result, _ = int8
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes(result.path.read_bytes())
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "import warnings; warnings.simplefilter('error')\n"
+            "from yolactedge.runtime import Detector\n"
+            f"print(','.join(Detector({str(alone)!r}).class_names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from yolactedge.config import DEMO_CLASSES
+
+    assert out.strip() == ",".join(DEMO_CLASSES)
+
+
+def test_embedded_metadata_is_replaced_not_duplicated(int8):
+    from yolactedge.export.tflite_file import embed_metadata
+    from yolactedge.modelmeta import read_tflite_metadata
+
+    result, _ = int8
+    data = result.path.read_bytes()
+    again = embed_metadata(data, {"class_names": ["x"]})
+    assert read_tflite_metadata(again) == {"class_names": ["x"]}
+    assert len(again) < len(data) + 200  # the old payload's buffer was reused
+    assert signature_outputs(again) == signature_outputs(data)

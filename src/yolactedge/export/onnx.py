@@ -175,21 +175,13 @@ def _simplify(proto):
 
 
 def _set_metadata(proto, config) -> None:
+    """The facts every exported file carries (`yolactedge.modelmeta`), as ONNX metadata properties."""
     import onnx
 
     from .. import __version__
-    from ..model.checkpoint import config_to_dict
+    from ..modelmeta import model_metadata, onnx_properties
 
-    props = {
-        "yolactedge_version": __version__,
-        "preset": config.name,
-        "input_size": str(config.input_size),
-        "input_format": "float32 [1,3,H,W] RGB 0..255 (normalised inside)",
-        "class_names": json.dumps(list(config.class_names)),
-        "num_classes": str(config.num_classes),
-        "config": json.dumps(config_to_dict(config)),
-    }
-    onnx.helper.set_model_props(proto, props)
+    onnx.helper.set_model_props(proto, onnx_properties(model_metadata(config, precision="fp32")))
     proto.producer_name = "yolactedge"
     proto.producer_version = __version__
 

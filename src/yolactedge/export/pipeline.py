@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..modelmeta import model_metadata
 from .calibration import calibration_dataset, held_out_images
 from .common import (
     FORMATS, PRECISIONS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace, write_json,
@@ -162,6 +163,7 @@ def export_tflite(
 ) -> ExportResult:
     """A resolved ModelSource → TFLite file at `path` (atomic), plus `<stem>.verify.json` when `verify`."""
     from .onnx2tf_step import release_tf
+    from .tflite_file import embed_metadata
 
     stages = stages or Stages(total=6, verbose=progress)
     verify_count = verify_count or (2 if precision == "int16x8" else 4)  # int16x8 runs on reference kernels
@@ -175,6 +177,8 @@ def export_tflite(
         onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress)
         data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress)
         release_tf()
+        metadata = model_metadata(source.config, precision=precision, target=target)
+        data = embed_metadata(data, metadata)
         info = _checked_interface(data, precision, result_warnings)
         model_file = workdir / (path.stem.removesuffix("_vela") + ".tflite")
         model_file.write_bytes(data)
@@ -187,7 +191,7 @@ def export_tflite(
             verification = stages.run("verify", _verify, model_file, onnx_path, held_out, description, progress)
         vela, final = None, model_file
         if target == "imx93":
-            vela, final = _compile_for_npu(stages, model_file, workdir)
+            vela, final = _compile_for_npu(stages, model_file, workdir, metadata)
             vela["path"] = str(path)
         atomic_replace(final, path)
     verify_json = _write_reports(path, source, precision, target, verification)
@@ -260,9 +264,9 @@ def _verify(model_file: Path, onnx_path: Path, images, description: str, progres
                          print_table=progress)
 
 
-def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path) -> tuple[dict, Path]:
-    """Vela's output for the Ethos-U65, with the output order checked again → (Vela's report, compiled file)."""
-    from .tflite_file import inspect_tflite, reorder_outputs, signature_outputs
+def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path]:
+    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file)."""
+    from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
     from .vela import run_vela
 
     vela = stages.run("Vela (Ethos-U65)", run_vela, model_file, workdir / "vela")
@@ -270,7 +274,8 @@ def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path) -> tuple[d
     compiled = final.read_bytes()
     if signature_outputs(compiled):  # Vela keeps the signature; make sure it kept the order too
         compiled = reorder_outputs(compiled, TFLITE_OUTPUT_ORDER)
-        final.write_bytes(compiled)
+    compiled = embed_metadata(compiled, metadata)
+    final.write_bytes(compiled)
     try:
         compiled_info = inspect_tflite(compiled)
         vela["op_histogram"] = compiled_info["op_histogram"]

@@ -5,11 +5,13 @@ the runtime can read what the exporter wrote on a device that has no TensorFlow.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ..modelmeta import METADATA_NAME
 from .common import TFLITE_OUTPUT_ORDER, ExportError
 
 SIGNATURE_KEY = "serving_default"
@@ -79,6 +81,29 @@ def reorder_outputs(data: bytes, order=TFLITE_OUTPUT_ORDER) -> bytes:
     model = model_object(data)
     model.subgraphs[0].outputs = np.array(wanted, np.int32)
     return model_bytes(model)
+
+
+def embed_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:
+    """The model with `metadata` as UTF-8 JSON in its `Model.metadata` entry `name` (replaced if present), so the
+    file describes itself (see `yolactedge.modelmeta.read_tflite_metadata`)."""
+    schema = _schema()
+    model = model_object(data)
+    payload = np.frombuffer(json.dumps(metadata, separators=(",", ":")).encode("utf-8"), np.uint8)
+    entries = list(model.metadata or [])
+    entry = next((e for e in entries if _text(e.name) == name), None)
+    if entry is None:
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers)
+        model.buffers.append(schema.BufferT())
+        entries.append(entry)
+    model.buffers[entry.buffer].data = payload
+    model.metadata = entries
+    return model_bytes(model)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def open_interpreter(model, threads: int = 2, *, delegates: bool = True):

@@ -42,6 +42,8 @@ _BACKEND_MODULES = {
 POSTPROCESS_OPTIONS = tuple(
     name for name, p in inspect.signature(postprocess).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
 )
+MISSING_NAMES_WARNING = ("{path}: the model carries no class names (no embedded metadata, no {sidecar}.json beside "
+                         "it); using default names: pass class_names=[...] / --names FILE")
 _EXPECTED_OUTPUTS = "boxes [1,A,4], scores [1,C,A], masks [1,A,P], proto [1,Hp,Wp,P]"
 
 
@@ -250,6 +252,8 @@ class Backend:
     class_names: tuple[str, ...]
     # role → (name in the model, shape, dtype), in RAW_OUTPUTS order; filled by the subclass.
     output_info: dict[str, tuple[str, tuple[int, ...], str]]
+    # False when the file carried no class names and `class_names` holds the defaults (a Detector warns).
+    class_names_found: bool = True
 
     @functools.cached_property
     def _converter(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -358,7 +362,8 @@ class Detector:
     num_threads: CPU threads of the runtime (None: its default; for torch this sets torch's global count).
     delegate: litert only: path of an external delegate library, e.g. /usr/lib/libvx_delegate.so on i.MX 8M Plus.
     class_names: override the names the model carries (torch: its config; onnx: metadata; tflite: the sidecar
-        `<model>.json`; else COCO's for 80 classes, "class0".. otherwise).
+        `<model>.json`, else its embedded metadata; else COCO's for 80 classes, "class0".. otherwise, with a
+        warning).
     postprocess_options: keyword options of `yolactedge.postprocess.postprocess` (score_threshold, iou_threshold,
         nms, top_k, max_detections, mask_threshold).
     """
@@ -373,6 +378,9 @@ class Detector:
         if isinstance(class_names, str):
             raise ModelError(f"class_names must be a list of names, not the string {class_names!r}")
         self.backend = open_backend(model, backend, num_threads=num_threads, delegate=delegate)
+        if class_names is None and not self.backend.class_names_found:
+            warnings.warn(MISSING_NAMES_WARNING.format(path=self.backend.path, sidecar=Path(self.backend.path).stem),
+                          stacklevel=2)
         if class_names is not None:
             class_names = tuple(str(n) for n in class_names)
             if len(class_names) != self.backend.num_classes:
