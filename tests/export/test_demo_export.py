@@ -1,16 +1,19 @@
-"""The demo model exported as users export it: each file, copied alone, still knows its class names."""
+"""The demo model exported as users export it: each file, copied alone, still knows its class names; int8
+verification passes on it and catches the border-box defect of the old decode."""
 from __future__ import annotations
 
 import shutil
 import warnings
 
 import pytest
+import torch
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
 
 from yolactedge.config import DEMO_CLASSES  # noqa: E402
 from yolactedge.export import export_model  # noqa: E402
+from yolactedge.export.verify import INT8_BOX_STEP, VerificationError  # noqa: E402
 from yolactedge.runtime import Detector  # noqa: E402
 
 
@@ -34,3 +37,34 @@ def test_a_file_copied_alone_keeps_its_class_names(demo_files, fmt, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no warning about missing names
         assert Detector(alone).class_names == DEMO_CLASSES
+
+
+@pytest.mark.slow
+def test_int8_boxes_agree_within_a_few_steps(demo_files):
+    checks = {c["check"]: c for c in demo_files["tflite"].verification["checks"]}
+    assert all(c["passed"] for c in checks.values())
+    assert checks["box error"]["value"] < 10 * INT8_BOX_STEP
+
+
+def old_decode_boxes(loc, priors):
+    """The decode before the border-box fix: x2 = x1 + w, so an int8 x1 saturated at 0 drags x2 with it."""
+    from yolactedge.model.yolact import VARIANCES
+
+    centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1])
+    top_left = centres - sizes / 2
+    return torch.cat((top_left, top_left + sizes), dim=-1)
+
+
+@pytest.mark.slow
+def test_verification_catches_the_border_box_defect(tmp_path, monkeypatch):
+    """The int8 file of the demo model decoding x2 = x1 + w fails the box check, and nothing is written."""
+    from yolactedge.model import yolact
+
+    monkeypatch.setattr(yolact, "decode_boxes", old_decode_boxes)
+    out = tmp_path / "old_int8.tflite"
+    with warnings.catch_warnings(), pytest.raises(VerificationError, match="box error") as exc:
+        warnings.simplefilter("ignore")
+        export_model("demo", "tflite", precision="int8", calib_count=20, output=out, progress=False)
+    assert "\n" not in str(exc.value)
+    assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,9 @@ no network, calibration folders, Vela, bad input."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 import warnings
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from yolactedge.export.converter import keras_to_tflite  # noqa: E402
 from yolactedge.export.onnx2tf_step import SAMPLE_DATA_FILE, onnx_to_keras  # noqa: E402
 from yolactedge.export.tflite_file import inspect_tflite, reorder_outputs, signature_outputs  # noqa: E402
 from yolactedge.export.vela import run_vela, vela_available  # noqa: E402
-from yolactedge.export.verify import run_tflite, verify_tflite  # noqa: E402
+from yolactedge.export.verify import VerificationError, open_model, run_model, verify_tflite  # noqa: E402
 
 from export_models import SIZE, tiny_model  # noqa: E402
 
@@ -155,7 +157,55 @@ def test_int8_verification_json(int8):
     assert "held-out" in report["images"]
     for name in ORDER:
         assert 0 < report["outputs"][name]["max_abs"] < 0.1, name  # quantisation error, not a layout bug
-    assert report["detections"].get("skipped") or report["detections"]["recall"] > 0.5
+    assert report["passed"] and report["precision"] == "int8" and report["runtime"].startswith("litert")
+    assert {c["check"] for c in report["checks"]} == {"box error", "matched detections", "mean box IoU",
+                                                       "mean mask IoU"}
+
+
+def test_written_files_get_default_permissions(int8, onnx_file):
+    result, _ = int8
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (result.path, result.path.with_suffix(".json"), result.verify_json, onnx_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_failed_verification_keeps_the_existing_file(onnx_file, tmp_path, monkeypatch, no_network):
+    from yolactedge.export import verify
+
+    monkeypatch.setitem(verify.THRESHOLDS, "fp32", verify.Thresholds(matched=1.01, box_iou=0, mask_iou=0, box_error=1))
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"the previous export")
+    with pytest.raises(VerificationError, match="matched detections"):
+        export_model(onnx_file, "tflite", precision="fp32", output=out, progress=False)
+    assert out.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+def test_verify_only_against_another_model_fails(int8, tmp_path, capsys):
+    """An unrelated reference ("demo": other weights) matches nothing: exit 1, one line, the report kept."""
+    from yolactedge.cli import main
+
+    result, _ = int8
+    model = tmp_path / result.path.name
+    model.write_bytes(result.path.read_bytes())
+    report = model.with_suffix(".verify.json")
+    report.write_text(result.verify_json.read_text())
+    before = report.read_text()
+    assert main(["export", str(model), "--verify-only", "--reference", "demo"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: verification failed") and "reference matched" in err[0]
+    assert report.read_text() == before
+
+
+@pytest.mark.parametrize("fmt, name", [("onnx", "x.tflite"), ("tflite", "x.onnx"), ("tflite", "x")])
+def test_output_suffix_must_match_the_format(fmt, name, tmp_path, capsys):
+    from yolactedge.cli import main
+
+    assert main(["export", "demo", "--format", fmt, "--output", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --output") and f".{fmt}" in err[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_int8_calibration_report(int8, calib_dir):
@@ -175,17 +225,19 @@ def test_fp32_from_onnx_matches_onnxruntime(onnx_file, tmp_path, no_network):
     assert Path(report["json"]) == tmp_path / "fp32.verify.json"
 
 
-def test_reorder_outputs_fixes_any_order(int8):
+def test_reorder_outputs_fixes_any_order(int8, tmp_path):
     result, _ = int8
     data = result.path.read_bytes()
     shuffled = reorder_outputs(data, ["masks", "proto", "scores", "boxes"])
-    assert len(shuffled) == len(data)
+    assert signature_outputs(shuffled) == signature_outputs(data)
     names = {index: name for name, index in signature_outputs(shuffled).items()}
     interpreter = Interpreter(model_content=shuffled)
     assert [names[d["index"]] for d in interpreter.get_output_details()] == ["masks", "proto", "scores", "boxes"]
     images = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8)
-    a, _ = run_tflite(data, images)
-    b, _ = run_tflite(reorder_outputs(shuffled, ORDER), images)
+    restored = tmp_path / "restored.tflite"
+    restored.write_bytes(reorder_outputs(shuffled, ORDER))
+    a = run_model(open_model(result.path), images)
+    b = run_model(open_model(restored), images)
     for name in ORDER:
         np.testing.assert_array_equal(a[0][name], b[0][name])
 

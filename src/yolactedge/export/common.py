@@ -7,13 +7,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
@@ -69,7 +70,19 @@ class ExportResult:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
         if self.stage_times:
             lines.append("  time   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_times.items()))
-        return "\n".join(lines)
+        if self.verification is not None:
+            det = self.verification["detections"]
+            lines.append(f"  verify passed: {det['matched']}/{det['reference']} reference detections matched"
+                         + (f", report {self.verify_json}" if self.verify_json else ""))
+        return "\n".join([*lines, *self.next_steps()])
+
+    def next_steps(self) -> list[str]:
+        """The commands that use the new file (a Vela file needs the i.MX 93's Ethos-U delegate to run)."""
+        model = shlex.quote(str(self.path))
+        where = " (on the i.MX 93, add --delegate /usr/lib/libethosu_delegate.so)" if self.target == "imx93" else ""
+        return [f"next{where}:", f"  yolactedge predict IMAGE --model {model}",
+                f"  yolactedge val --model {model} --images DIR --annotations ANN.json",
+                f"  yolactedge bench --model {model}"]
 
 
 class Stages:
@@ -100,6 +113,7 @@ def atomic_replace(src: Path, dst: Path) -> None:
         os.close(fd)
         try:
             shutil.copyfile(src, tmp)
+            give_default_permissions(tmp)
             os.replace(tmp, dst)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

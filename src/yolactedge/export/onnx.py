@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import give_default_permissions
 from .common import ONNX_OUTPUT_ORDER, ExportError
 
 OPSET = 17
@@ -153,6 +154,7 @@ def export_onnx(
                     f"ONNX check failed: onnxruntime differs from PyTorch by {report['max_relative_error']:.2e} "
                     f"(relative, limit {tolerance:.0e})"
                 )
+        give_default_permissions(tmp)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)

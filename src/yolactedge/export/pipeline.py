@@ -52,6 +52,16 @@ def default_output(source: Any, config_name: str, format: str, precision: str, t
     return base.with_name(base.name + suffix + ".tflite")
 
 
+def check_output_suffix(output: str | os.PathLike, format: str) -> None:
+    """An output file must carry its format's suffix: the runtime picks its backend by suffix."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return
+    if path.suffix.lower() != f".{format}":
+        raise ExportError(f"--output {path.name} does not end in .{format} (--format {format}); "
+                          f"name the file *.{format} or give a folder")
+
+
 def check_output_path(output: str | os.PathLike, default_name: str) -> Path:
     """The final file path, after proving that its folder can take a new file (nothing is left behind)."""
     path = Path(output).expanduser()
@@ -96,6 +106,8 @@ def export_model(
         2 for int16x8, whose kernels have no fast CPU path) and write `<output stem>.verify.json` beside it.
     """
     precision = check_request(format, precision, target)
+    if output is not None:
+        check_output_suffix(output, format)
     if calib_count < 1:
         raise ExportError(f"--calib-count must be at least 1, got {calib_count}")
     if target == "imx93":
@@ -188,7 +200,8 @@ def export_tflite(
                 calib, verify_count, calib_seed + VERIFY_SEED_OFFSET, source.input_size,
                 calibration_files=(calib_info or {}).get("files", ()),
             )
-            verification = stages.run("verify", _verify, model_file, onnx_path, held_out, description, progress)
+            verification = stages.run("verify", _verify, model_file, onnx_path, held_out, description, precision,
+                                      progress)
         vela, final = None, model_file
         if target == "imx93":
             vela, final = _compile_for_npu(stages, model_file, workdir, metadata)
@@ -202,8 +215,6 @@ def export_tflite(
         stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info), verification=verification,
         verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
     )
-    if progress:
-        print(result.summary(), flush=True)
     return result
 
 
@@ -257,11 +268,12 @@ def _checked_interface(data: bytes, precision: str, result_warnings: list[str]) 
     return info
 
 
-def _verify(model_file: Path, onnx_path: Path, images, description: str, progress: bool) -> dict:
+def _verify(model_file: Path, onnx_path: Path, images, description: str, precision: str, progress: bool) -> dict:
+    """The file, still under its temporary name, against the float ONNX; a failure leaves the output untouched."""
     from .verify import verify_tflite
 
     return verify_tflite(model_file, onnx_path, images, images_description=description, json_path=False,
-                         print_table=progress)
+                         print_table=progress, precision=precision)
 
 
 def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path]:

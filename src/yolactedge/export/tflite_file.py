@@ -62,6 +62,12 @@ def subgraph_outputs(data: bytes, subgraph: int = 0) -> list[int]:
     return [int(i) for i in _schema().Model.GetRootAs(data, 0).Subgraphs(subgraph).OutputsAsNumpy()]
 
 
+def output_order(data: bytes) -> list[str]:
+    """The main subgraph's outputs by index, named by the serving signature (the tensor index where unnamed)."""
+    names = {index: name for name, index in signature_outputs(data).items()}
+    return [names.get(index, str(index)) for index in subgraph_outputs(data)]
+
+
 def reorder_outputs(data: bytes, order=TFLITE_OUTPUT_ORDER) -> bytes:
     """Permute the main subgraph's output list so output i is signature output order[i].
 
