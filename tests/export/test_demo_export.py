@@ -68,3 +68,32 @@ def test_verification_catches_the_border_box_defect(tmp_path, monkeypatch):
         export_model("demo", "tflite", precision="int8", calib_count=20, output=out, progress=False)
     assert "\n" not in str(exc.value)
     assert list(tmp_path.iterdir()) == []
+
+
+NOISE = ("cuDNN", "cuFFT", "cuBLAS", "cuInit", "computation placer", "absl::InitializeLog", "INFO:", "WARNING:", "tensorflow/")
+
+
+@pytest.mark.slow
+def test_cli_export_console_is_ours_only(tmp_path):
+    """A CPU-only export prints stage lines, the verification table and one summary: no TensorFlow/absl/CUDA log
+    lines, and the summary ends with the commands that use the new file."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from yolactedge.cli import main; sys.exit(main())"
+    env = {k: v for k, v in os.environ.items() if k != "YOLACTEDGE_DEBUG"} | {"CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", code, "export", "demo", "--calib-count", "10"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    stderr_lines = [line for line in proc.stderr.replace("\r", "\n").splitlines()
+                    if line.strip() and "img/s" not in line]  # tqdm bars
+    assert stderr_lines == [line for line in stderr_lines if line.startswith("warning: ")], stderr_lines
+    assert not [line for line in proc.stdout.splitlines() if any(n in line for n in NOISE)]
+    model = tmp_path / "yolact_edge_demo_int8.tflite"
+    assert proc.stdout.count(f"tflite int8 {model}") == 1
+    assert proc.stdout.rstrip().splitlines()[-3:] == [
+        f"  yolactedge predict IMAGE --model {model}",
+        f"  yolactedge val --model {model} --images DIR --annotations ANN.json",
+        f"  yolactedge bench --model {model}",
+    ]

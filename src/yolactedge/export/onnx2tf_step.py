@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import ExportError, last_line, one_line
-from .quiet import import_tensorflow
+from .quiet import import_tensorflow, quiet_fds
 
 SAMPLE_DATA_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
@@ -85,14 +85,15 @@ def preempt_sample_download(workdir: Path) -> None:
 
 def _onnx2tf(onnx_path, workdir, *, simplified: bool, strict: bool):
     import_tensorflow()
-    import onnx2tf
+    with quiet_fds():  # onnx2tf's own import prints through TensorFlow's loggers
+        import onnx2tf
 
     workdir = Path(workdir).resolve()
     onnx_path = Path(onnx_path).resolve()
     preempt_sample_download(workdir)
     stdout = io.StringIO()
     try:
-        with working_directory(workdir), warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
+        with quiet_fds(), working_directory(workdir), warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
             warnings.simplefilter("ignore")
             model = onnx2tf.convert(
                 input_onnx_file_path=str(onnx_path),

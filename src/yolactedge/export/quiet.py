@@ -6,11 +6,26 @@ import os
 import sys
 
 
-def import_tensorflow():
-    """TensorFlow, imported with its C++ logging limited to errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+def debugging() -> bool:
+    """YOLACTEDGE_DEBUG=1 lets TensorFlow, absl, CUDA and onnx2tf print what they print."""
+    return bool(os.environ.get("YOLACTEDGE_DEBUG"))
 
+
+def import_tensorflow():
+    """TensorFlow, imported without its console noise: the C++ log level is set before the import (CUDA factory
+    registration and cuInit messages are errors to it), absl's stderr lines are held back around the import, and
+    its Python loggers report errors only."""
+    if not debugging():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if sys.modules.get("tensorflow") is not None:
+        return sys.modules["tensorflow"]
+    with quiet_fds():
+        import tensorflow as tf
+    if not debugging():
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
     return tf
 
 
@@ -20,7 +35,7 @@ def quiet_fds():
 
     Yields a text stream on the real stderr, for progress bars.
     """
-    if os.environ.get("YOLACTEDGE_EXPORT_DEBUG"):
+    if debugging():
         yield sys.stderr
         return
     saved = []
