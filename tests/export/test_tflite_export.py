@@ -284,6 +284,10 @@ def test_vela_compiles_the_int8_model(int8, tmp_path):
     assert compiled.is_file() and compiled.stat().st_size > 0
     assert vela["accelerator"] == "ethos-u65-256"
     assert float(vela["summary"]["Estimated inference time"].removesuffix(" ms")) > 0  # from Vela's summary CSV
+    from yolactedge.info import describe_model
+
+    described = describe_model(str(compiled))
+    assert "custom op ethos-u" in described and "output      boxes" in described
 
 
 # --- calibration folders (no TensorFlow) -------------------------------------------------------------------------
@@ -378,6 +382,12 @@ def test_imx93_export_runs_vela(onnx_file, calib_dir, tmp_path, no_network):
     assert result.vela["accelerator"] == "ethos-u65-256"
     assert result.vela["output_order"] == ORDER
     assert "NPU operators" in result.vela["summary"]
+    assert result.op_histogram.get("ethos-u") == 1  # the result describes the file written: Vela's
+    assert result.size_bytes == result.path.stat().st_size
+    assert "  vela   ethos-u65-256: NPU operators" in result.summary()
+    from yolactedge.modelmeta import read_tflite_metadata
+
+    assert read_tflite_metadata(result.path)["target"] == "imx93"
     assert json.loads(result.verify_json.read_text())["note"].startswith("verified the int8 model before Vela")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "tiny_int8_vela.json", "tiny_int8_vela.tflite", "tiny_int8_vela.verify.json"]

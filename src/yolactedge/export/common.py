@@ -70,11 +70,26 @@ class ExportResult:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
         if self.stage_times:
             lines.append("  time   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_times.items()))
+        if self.vela:
+            lines.extend(self._vela_lines())
         if self.verification is not None:
             det = self.verification["detections"]
             lines.append(f"  verify passed: {det['matched']}/{det['reference']} reference detections matched"
                          + (f", report {self.verify_json}" if self.verify_json else ""))
         return "\n".join([*lines, *self.next_steps()])
+
+    def _vela_lines(self) -> list[str]:
+        """Where Vela put the work, from its own report."""
+        summary = self.vela.get("summary", {})
+        cpu_types = ", ".join(f"{k} {v}" for k, v in summary.get("CPU operator types", {}).items())
+        lines = [f"  vela   {self.vela.get('accelerator', '')}: NPU operators {summary.get('NPU operators', '?')}, "
+                 f"CPU operators {summary.get('CPU operators', '?')}" + (f" ({cpu_types})" if cpu_types else "")]
+        if "Estimated inference time" in summary:
+            lines.append(f"         estimated {summary['Estimated inference time']}, SRAM "
+                         f"{summary.get('Total SRAM used', '?')}, DRAM {summary.get('Total DRAM used', '?')}")
+        if self.verification is not None:
+            lines.append("         verified: the int8 model before Vela (Ethos-U operators do not run on a CPU)")
+        return lines
 
     def next_steps(self) -> list[str]:
         """The commands that use the new file (a Vela file needs the i.MX 93's Ethos-U delegate to run)."""

@@ -204,8 +204,9 @@ def export_tflite(
                                       progress)
         vela, final = None, model_file
         if target == "imx93":
-            vela, final = _compile_for_npu(stages, model_file, workdir, metadata)
+            vela, final, compiled_info = _compile_for_npu(stages, model_file, workdir, metadata)
             vela["path"] = str(path)
+            info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
         atomic_replace(final, path)
     verify_json = _write_reports(path, source, precision, target, verification)
     result = ExportResult(
@@ -276,8 +277,9 @@ def _verify(model_file: Path, onnx_path: Path, images, description: str, precisi
                          print_table=progress, precision=precision)
 
 
-def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path]:
-    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file)."""
+def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path, dict]:
+    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file,
+    its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the CPU)."""
     from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
     from .vela import run_vela
 
@@ -288,13 +290,10 @@ def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: 
         compiled = reorder_outputs(compiled, TFLITE_OUTPUT_ORDER)
     compiled = embed_metadata(compiled, metadata)
     final.write_bytes(compiled)
-    try:
-        compiled_info = inspect_tflite(compiled)
-        vela["op_histogram"] = compiled_info["op_histogram"]
-        vela["output_order"] = compiled_info["output_order"]
-    except Exception:  # a LiteRT without the Ethos-U custom op may refuse to list it: not needed
-        pass
-    return vela, final
+    compiled_info = inspect_tflite(compiled)
+    vela["op_histogram"] = compiled_info["op_histogram"]
+    vela["output_order"] = compiled_info["output_order"]
+    return vela, final, compiled_info
 
 
 def _write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None) -> Path | None:

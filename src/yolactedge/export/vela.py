@@ -33,7 +33,7 @@ def run_vela(tflite_path: str | os.PathLike, output_dir: str | os.PathLike, *,
     command = _vela_command()
     if command is None:
         raise ExportError("--target imx93 needs the Vela compiler: pip install ethos-u-vela")
-    tflite_path, output_dir = Path(tflite_path), Path(output_dir)
+    tflite_path, output_dir = Path(tflite_path).resolve(), Path(output_dir).resolve()  # Vela runs in output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     args = [*command, str(tflite_path), "--accelerator-config", accelerator, "--optimise", "Performance",
             "--output-dir", str(output_dir), *(extra_args or [])]
