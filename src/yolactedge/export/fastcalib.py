@@ -63,7 +63,9 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
             state["error"] = one_line(exc)
             state["fast"] = False
             return original_quantize(self, dataset_gen, *args, **kwargs)
-        quantizer = calibrator.Calibrator(calibrated)  # no samples fed: it quantizes with the ranges in the model
+        # The legacy quantizer (int16x8's) quantizes a constant shared by several ops once, with the first op's
+        # input scale in its bias: the prediction head, shared by every FPN level, would get wrong biases.
+        quantizer = calibrator.Calibrator(unshare_constants(calibrated))  # quantizes with the model's ranges
         return quantizer._calibrator.QuantizeModel(  # what calibrate_and_quantize itself calls
             codes[0], codes[1], a["allow_float"], codes[2], codes[3], a["disable_per_channel"],
             a["disable_per_channel_quantization_for_dense_layers"],
@@ -93,6 +95,46 @@ def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, **optio
         state["fast"] = True
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
     return cached
+
+
+def unshare_constants(data: bytes) -> bytes:
+    """The model with every constant buffer used by more than one op input copied, one copy per further use, so
+    each op's weights and bias can be quantized for that op's own input range."""
+    model = model_object(data)
+    subgraph = model.subgraphs[0]
+    used: set[int] = set()
+    for op in subgraph.operators:
+        inputs = [int(i) for i in op.inputs]
+        for k, index in enumerate(inputs):
+            tensor = subgraph.tensors[index] if index >= 0 else None
+            if tensor is None or not _is_constant(model, tensor):
+                continue
+            if tensor.buffer in used:
+                inputs[k] = _copy_constant(model, tensor)
+            else:
+                used.add(tensor.buffer)
+        op.inputs = np.array(inputs, np.int32)
+    return model_bytes(model)
+
+
+def _copy_constant(model, tensor) -> int:
+    """A new tensor with its own copy of `tensor`'s buffer → its index in the main subgraph."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    duplicate = copy.deepcopy(tensor)
+    buffer = schema.BufferT()
+    buffer.data = np.array(model.buffers[tensor.buffer].data, copy=True)
+    duplicate.buffer = len(model.buffers)
+    model.buffers.append(buffer)
+    model.subgraphs[0].tensors.append(duplicate)
+    return len(model.subgraphs[0].tensors) - 1
+
+
+def _is_constant(model, tensor) -> bool:
+    data = model.buffers[tensor.buffer].data if 0 < tensor.buffer < len(model.buffers) else None
+    return data is not None and len(data) > 0
 
 
 def loggable_tensors(model) -> list[int]:

@@ -53,12 +53,13 @@ class Thresholds:
 # Measured on the demo model (8 synthetic held-out images): int8 matched 0.94, box IoU 0.93, mask IoU 0.97,
 # box error 0.026 (6.6 steps of 1/255); fp16 1.0 / 0.996 / 0.9997 / 4e-4; fp32 exact to 3e-7. The random-weight
 # test model, whose detections are near-ties, reaches int8 matched 0.87, box IoU 0.83. The limits leave margin
-# over both; int8's box error allows 12 steps (the border defect of x2 = x1 + w reached 81). int16x8 must do at
-# least as well as int8.
+# over both; int8's box error allows 12 steps (the border defect of x2 = x1 + w reached 81). int16x8 (once the
+# prediction head's shared constants are quantized per op, see fastcalib.unshare_constants) measures matched 0.99,
+# box IoU 0.994, mask IoU 0.99, box error 0.0068; before that fix it matched 0.69.
 THRESHOLDS = {
     "fp32": Thresholds(matched=0.98, box_iou=0.98, mask_iou=0.98, box_error=1e-3),
     "fp16": Thresholds(matched=0.95, box_iou=0.98, mask_iou=0.98, box_error=5e-3),
-    "int16x8": Thresholds(matched=0.75, box_iou=0.8, mask_iou=0.85, box_error=12 * INT8_BOX_STEP),
+    "int16x8": Thresholds(matched=0.9, box_iou=0.95, mask_iou=0.95, box_error=3 * INT8_BOX_STEP),
     "int8": Thresholds(matched=0.75, box_iou=0.8, mask_iou=0.85, box_error=12 * INT8_BOX_STEP),
 }
 
