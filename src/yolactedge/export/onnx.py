@@ -135,6 +135,13 @@ def export_onnx(
         proto, simplified = _simplify(proto)
     _set_metadata(proto, model.config)
 
+    info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance, progress=progress)
+    return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+
+
+def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance: float, progress: bool):
+    """Write the ONNX through a temporary file beside `output`, check it against PyTorch, then rename it into
+    place → (inspect_onnx's info, the check report or None). A failed check leaves `output` untouched."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
     try:
@@ -159,7 +166,7 @@ def export_onnx(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+    return info, report
 
 
 def _simplify(proto):

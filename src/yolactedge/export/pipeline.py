@@ -102,8 +102,9 @@ def export_model(
         "int16x8" (int16 activations, int8 weights, float32 input and outputs). ONNX is always fp32.
     calib: folder of calibration images (searched recursively); None renders synthetic images (with a warning).
     target: "imx8mp" (the plain int8 file) or "imx93" (int8 compiled by Vela for the Ethos-U65).
-    verify: compare the TFLite model with the float ONNX model on `verify_count` held-out images (default 4;
-        2 for int16x8, whose kernels have no fast CPU path) and write `<output stem>.verify.json` beside it.
+    verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
+        images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
+        thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
     """
     precision = check_request(format, precision, target)
     if output is not None:
