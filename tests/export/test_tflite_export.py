@@ -454,3 +454,18 @@ def test_embedded_metadata_is_replaced_not_duplicated(int8):
     assert read_tflite_metadata(again) == {"class_names": ["x"]}
     assert len(again) < len(data) + 200  # the old payload's buffer was reused
     assert signature_outputs(again) == signature_outputs(data)
+
+
+def test_importing_onnx2tf_keeps_warnings_on():
+    """onnx2tf's module silences every warning process-wide on import; the exporter imports it without that."""
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "from yolactedge.export.quiet import import_onnx2tf\n"
+            "import_onnx2tf()\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.warn('still heard')\n"
+            "print(len(caught))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == "1"

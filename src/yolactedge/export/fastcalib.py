@@ -59,10 +59,11 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
             codes = [np.dtype(a[k].as_numpy_dtype()).num
                      for k in ("input_type", "output_type", "activations_type", "bias_type")]
             calibrated = calibrated_model(self)
-        except Exception as exc:  # fall back to the slow, reference path
+        except Exception as exc:  # fall back to the slow, reference path (on per-op constants too)
             state["error"] = one_line(exc)
             state["fast"] = False
-            return original_quantize(self, dataset_gen, *args, **kwargs)
+            unshared = calibrator.Calibrator(unshare_constants(self._model_content))
+            return original_quantize(unshared, dataset_gen, *args, **kwargs)
         # The legacy quantizer (int16x8's) quantizes a constant shared by several ops once, with the first op's
         # input scale in its bias: the prediction head, shared by every FPN level, would get wrong biases.
         quantizer = calibrator.Calibrator(unshare_constants(calibrated))  # quantizes with the model's ranges

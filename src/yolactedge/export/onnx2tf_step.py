@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import ExportError, last_line, one_line
-from .quiet import import_tensorflow, quiet_fds
+from .quiet import import_onnx2tf, quiet_fds
 
 SAMPLE_DATA_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
@@ -84,9 +84,7 @@ def preempt_sample_download(workdir: Path) -> None:
 
 
 def _onnx2tf(onnx_path, workdir, *, simplified: bool, strict: bool):
-    import_tensorflow()
-    with quiet_fds():  # onnx2tf's own import prints through TensorFlow's loggers
-        import onnx2tf
+    onnx2tf = import_onnx2tf()
 
     workdir = Path(workdir).resolve()
     onnx_path = Path(onnx_path).resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 
 
 def debugging() -> bool:
@@ -19,7 +20,7 @@ def import_tensorflow():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if sys.modules.get("tensorflow") is not None:
         return sys.modules["tensorflow"]
-    with quiet_fds():
+    with quiet_fds(), warnings.catch_warnings():
         import tensorflow as tf
     if not debugging():
         import absl.logging
@@ -27,6 +28,15 @@ def import_tensorflow():
         absl.logging.set_verbosity(absl.logging.ERROR)
         tf.get_logger().setLevel("ERROR")
     return tf
+
+
+def import_onnx2tf():
+    """onnx2tf, imported quietly and without its side effect on warnings: its module turns every Python warning
+    off for the whole process (`warnings.simplefilter("ignore", Warning)`), which would hide the exporter's own."""
+    import_tensorflow()
+    with quiet_fds(), warnings.catch_warnings():
+        import onnx2tf
+    return onnx2tf
 
 
 @contextlib.contextmanager
