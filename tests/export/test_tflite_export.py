@@ -469,3 +469,29 @@ def test_importing_onnx2tf_keeps_warnings_on():
             "print(len(caught))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-1] == "1"
+
+
+def test_unshare_constants_gives_each_use_its_own_buffer(onnx_file, tmp_path, no_network):
+    """int16x8's quantizer needs per-op constants: the prediction head's, shared by every FPN level, get copies
+    and the float model still computes the same."""
+    from yolactedge.export.fastcalib import unshare_constants
+    from yolactedge.export.tflite_file import model_object
+
+    keras_model = onnx_to_keras(onnx_file, tmp_path, simplified=True)
+    data = keras_to_tflite(keras_model, "fp32", progress=False)
+
+    def constant_uses(blob: bytes) -> list[int]:
+        model = model_object(blob)
+        subgraph = model.subgraphs[0]
+        return [subgraph.tensors[i].buffer for op in subgraph.operators for i in op.inputs
+                if i >= 0 and model.buffers[subgraph.tensors[i].buffer].data is not None]
+
+    before, after = constant_uses(data), constant_uses(unshare_constants(data))
+    assert len(set(before)) < len(before)  # the head's weights are shared today
+    assert len(set(after)) == len(after) == len(before)
+    paths = [tmp_path / "shared.tflite", tmp_path / "unshared.tflite"]
+    paths[0].write_bytes(data)
+    paths[1].write_bytes(unshare_constants(data))
+    images = synthetic_images(1, 9, SIZE, progress=False)
+    for a, b in zip(*(run_model(open_model(p), images)[0].values() for p in paths)):
+        np.testing.assert_array_equal(a, b)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .calibration import representative_batches
 from .common import TFLITE_OUTPUT_ORDER, ExportError, one_line
-from .fastcalib import fast_calibration
+from .fastcalib import fast_calibration, per_op_constants
 from .quiet import import_tensorflow, quiet_fds
 from .tflite_file import INPUT_NAME, reorder_outputs, signature_outputs
 
@@ -78,11 +78,12 @@ def _run_converter(converter, tf, precision: str, calib_images, progress: bool, 
     with warnings.catch_warnings(), quiet_fds() as stderr:
         warnings.simplefilter("ignore")
         _configure(converter, tf, precision, calib_images, progress, stderr)
-        use_fast = precision in ("int8", "int16x8") and calibrator == "fast"
-        fast = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr) \
-            if use_fast else contextlib.nullcontext()
+        if precision in ("int8", "int16x8") and calibrator == "fast":
+            patch = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr)
+        else:
+            patch = per_op_constants() if precision == "int16x8" else contextlib.nullcontext()
         try:
-            with fast:
+            with patch:
                 return converter.convert()
         except ExportError:
             raise

@@ -62,8 +62,7 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
         except Exception as exc:  # fall back to the slow, reference path (on per-op constants too)
             state["error"] = one_line(exc)
             state["fast"] = False
-            unshared = calibrator.Calibrator(unshare_constants(self._model_content))
-            return original_quantize(unshared, dataset_gen, *args, **kwargs)
+            return _quantize_per_op(original_quantize, self, dataset_gen, *args, **kwargs)
         # The legacy quantizer (int16x8's) quantizes a constant shared by several ops once, with the first op's
         # input scale in its bias: the prediction head, shared by every FPN level, would get wrong biases.
         quantizer = calibrator.Calibrator(unshare_constants(calibrated))  # quantizes with the model's ranges
@@ -79,6 +78,30 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     finally:
         calibrator.Calibrator.calibrate = original_calibrate
         calibrator.Calibrator.calibrate_and_quantize = original_quantize
+
+
+@contextlib.contextmanager
+def per_op_constants():
+    """TensorFlow's own calibration for int16x8, on a model whose shared constants were copied per op (see
+    `unshare_constants`): what `fast_calibration` does when it is not used."""
+    from tensorflow.lite.python.optimize import calibrator
+
+    original_quantize = calibrator.Calibrator.calibrate_and_quantize
+
+    def calibrate_and_quantize(self, dataset_gen, *args, **kwargs):
+        return _quantize_per_op(original_quantize, self, dataset_gen, *args, **kwargs)
+
+    calibrator.Calibrator.calibrate_and_quantize = calibrate_and_quantize
+    try:
+        yield
+    finally:
+        calibrator.Calibrator.calibrate_and_quantize = original_quantize
+
+
+def _quantize_per_op(original_quantize, calibrator_object, dataset_gen, *args, **kwargs):
+    """TensorFlow's calibrate_and_quantize on a fresh calibrator over the model with per-op constants."""
+    unshared = type(calibrator_object)(unshare_constants(calibrator_object._model_content))
+    return original_quantize(unshared, dataset_gen, *args, **kwargs)
 
 
 def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, **options) -> bytes:
