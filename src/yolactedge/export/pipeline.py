@@ -125,22 +125,25 @@ def export_model(
     path = check_output_path(output, default.name) if output is not None else check_output_path(default, default.name)
 
     if format == "onnx":
-        from .onnx import export_onnx
-
         if source.module is None:
             raise ExportError(f"{model} is already an ONNX model; give the checkpoint to re-export it")
-        info = stages.run("export ONNX", export_onnx, source.module, path, progress=progress)
-        return ExportResult(
-            format="onnx", precision="fp32", path=path, input_size=source.input_size, size_bytes=path.stat().st_size,
-            inputs=info["inputs"], outputs=info["outputs"], output_order=[o["name"] for o in info["outputs"]],
-            stage_times=stages.times, onnx_check=info["check"],
-        )
-
+        return _export_onnx_file(stages, source, path, progress)
     if calib is not None and precision not in ("int8", "int16x8"):
         _warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
     return export_tflite(
         source, path, precision=precision, calib=calib, calib_count=calib_count, calib_seed=calib_seed,
         target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages,
+    )
+
+
+def _export_onnx_file(stages: Stages, source, path: Path, progress: bool) -> ExportResult:
+    from .onnx import export_onnx
+
+    info = stages.run("export ONNX", export_onnx, source.module, path, progress=progress)
+    return ExportResult(
+        format="onnx", precision="fp32", path=path, input_size=source.input_size, size_bytes=path.stat().st_size,
+        inputs=info["inputs"], outputs=info["outputs"], output_order=[o["name"] for o in info["outputs"]],
+        stage_times=stages.times, onnx_check=info["check"],
     )
 
 
