@@ -33,7 +33,7 @@ def recipe_int8(onnx_path: Path, workdir: Path, images: np.ndarray) -> tuple[Pat
     import onnx2tf
     import tensorflow as tf
 
-    from yolactedge.export.tflite import preempt_sample_download
+    from yolactedge.export.onnx2tf_step import preempt_sample_download
 
     times = {}
     preempt_sample_download(workdir)
@@ -78,7 +78,7 @@ def convert_both(model, workdir: Path, calib_count: int) -> dict:
 
 
 def vela_placement(path: Path, workdir: Path) -> dict:
-    from yolactedge.export.tflite import run_vela
+    from yolactedge.export.vela import run_vela
 
     summary = run_vela(path, workdir / f"vela_{path.stem}")["summary"]
     return {key: summary.get(key) for key in ("CPU operators", "NPU operators", "Estimated inference time",
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from yolactedge import build_model
-    from yolactedge.export.tflite import inspect_tflite, vela_available
+    from yolactedge.export.tflite_file import inspect_tflite
+    from yolactedge.export.vela import vela_available
     from yolactedge.opprofile import (
         format_outside,
         format_side_by_side,

@@ -18,7 +18,7 @@ import numpy as np
 
 from yolactedge.postprocessing import Detections, postprocess
 from yolactedge.postprocessing.masks import mask_crops, proto_crop
-from yolactedge.postprocessing.nms import select
+from yolactedge.postprocessing import nms
 from yolactedge.visualize import draw_detections
 
 IMAGE_SIZE = (1080, 1920)
@@ -95,8 +95,8 @@ def main() -> None:
     dets = postprocess(**raw, image_size=IMAGE_SIZE)
     crops = dict(mask_boxes=dets.mask_boxes, mask_crops=dets.mask_crops, image_size=IMAGE_SIZE)
 
-    def select(nms):
-        return select(raw["boxes"], raw["scores"], 0.05, 0.5, nms, 200, 100)
+    def select(mode):
+        return nms.select(raw["boxes"], raw["scores"], 0.05, 0.5, mode, 200, 100)
 
     anchors = select("fast")[0]
     rows = [

@@ -27,7 +27,7 @@ class _SpecOnly(Backend):
 
 def main() -> None:
     frame = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    print(f"| input | median ms | min ms |\n|---|---|---|")
+    print("| input | median ms | min ms |\n|---|---|---|")
     for name, spec in SPECS.items():
         detector = Detector.__new__(Detector)
         detector.backend = _SpecOnly(spec)

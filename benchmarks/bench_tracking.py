@@ -91,7 +91,7 @@ def main() -> int:
         rows[name] = {**tracking_metrics(gt, entries), "video_AP": video_ap(gt, entries)["AP"], "tracks": len(entries)}
     print(f"{len(dataset.videos)} videos x {dataset.videos[0].length} frames (seed {HELD_OUT_SEED}), "
           f"model {args.model}, tracked at score >= {args.conf}")
-    print(f"| tracker | HOTA | DetA | AssA | IDF1 | MOTA | ID switches | video mask AP | tracks |")
+    print("| tracker | HOTA | DetA | AssA | IDF1 | MOTA | ID switches | video mask AP | tracks |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['HOTA']:.3f} | {r['DetA']:.3f} | {r['AssA']:.3f} | {r['IDF1']:.3f} | "

@@ -10,6 +10,14 @@ import tempfile
 from pathlib import Path
 
 
+def give_default_permissions(path: str | os.PathLike) -> None:
+    """The mode a plain `open(path, "w")` would have given (0666 less the umask): mkstemp creates files 0600, and
+    a model or report is an ordinary file its owner's group may read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, fsync, then rename: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -18,9 +26,7 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
+        give_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -44,5 +44,43 @@ def _describe_checkpoint(path: Path) -> str:
 def _describe_exported(model: str) -> str:
     from .runtime import Detector
 
+    path = resolve_model_path(model)
+    if path.suffix == ".tflite":
+        compiled = _describe_compiled(path)
+        if compiled is not None:
+            return compiled
     detector = Detector(model)
     return detector.describe()
+
+
+def _describe_compiled(path: Path) -> str | None:
+    """A TFLite file holding custom ops (Vela's ethos-u for the i.MX 93's NPU), which LiteRT cannot run without
+    their delegate: described from the file itself. None for a plain TFLite file."""
+    from .export.tflite_file import inspect_tflite
+    from .modelmeta import read_tflite_metadata
+
+    info = inspect_tflite(path)
+    builtin = set(_builtin_op_names())
+    custom = [name for name in info["op_histogram"] if name not in builtin]
+    if not custom:
+        return None
+    ops = ", ".join(f"{name} {count}" for name, count in info["op_histogram"].items())
+    lines = [f"model       {path}",
+             f"compiled    custom op {', '.join(custom)}: runs only through its delegate"
+             + (" (Ethos-U NPU, e.g. i.MX 93; compiled by Vela)" if "ethos-u" in custom else ""),
+             f"ops         {ops}"]
+    for tensor in info["inputs"]:
+        quant = " scale {:g}, zero point {}".format(*tensor["quantization"]) if tensor.get("quantization") else ""
+        lines.append(f"input       {tensor['name']} {tensor['dtype']} {tensor['shape']}{quant}")
+    for tensor in info["outputs"]:
+        lines.append(f"output      {tensor['name']:<7} {tensor['dtype']} {tensor['shape']}")
+    names = (read_tflite_metadata(path) or {}).get("class_names")
+    if names:
+        lines.append(f"classes     {len(names)} ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+    return "\n".join(lines)
+
+
+def _builtin_op_names() -> list[str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return [name for name in vars(schema.BuiltinOperator) if name.isupper()]

@@ -108,7 +108,8 @@ def tiny_tflite(tiny_onnx, model_dir) -> dict[str, Path]:
     """{"fp32", "fp16", "int8"} → path: the exporter's own conversion functions (onnx2tf in memory)."""
     pytest.importorskip("onnx2tf")
     pytest.importorskip("ai_edge_litert")
-    from yolactedge.export.tflite import keras_to_tflite, onnx_to_keras
+    from yolactedge.export.converter import keras_to_tflite
+    from yolactedge.export.onnx2tf_step import onnx_to_keras
 
     workdir = model_dir / "onnx2tf"
     workdir.mkdir()

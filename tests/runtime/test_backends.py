@@ -166,7 +166,8 @@ def test_onnx_outputs_found_by_shape(tiny_model, tmp_path, reference, scenes):
         warnings.simplefilter("ignore")
         torch.onnx.export(Shuffled(tiny_model), torch.zeros(1, 3, 128, 128), str(path), dynamo=False,
                           opset_version=17, input_names=["images"], output_names=[f"output_{i}" for i in range(4)])
-    detector = Detector(path)
+    with pytest.warns(UserWarning, match="no class names"):
+        detector = Detector(path)
     assert {role: info[0] for role, info in detector.backend.output_info.items()} == {
         "boxes": "output_2", "scores": "output_3", "masks": "output_1", "proto": "output_0"}
     assert detector.class_names == tuple(f"class{i}" for i in range(6))  # no metadata: generic names
@@ -212,7 +213,12 @@ def test_class_names_travel_with_each_format(tiny_pth, tiny_onnx, tiny_tflite, t
 
     path = tmp_path / "named.tflite"
     path.write_bytes(tiny_tflite["int8"].read_bytes())
-    assert Detector(path).class_names == tuple(f"class{i}" for i in range(6))  # no sidecar
+    with pytest.warns(UserWarning, match=r"no class names .*pass class_names=\[\.\.\.\] / --names FILE") as caught:
+        assert Detector(path).class_names == tuple(f"class{i}" for i in range(6))  # no sidecar, no metadata
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names given: nothing to warn about
+        assert Detector(path, class_names=list("ABCDEF")).class_names == tuple("ABCDEF")
     names = ["a", "b", "c", "d", "e", "f"]
     path.with_suffix(".json").write_text(json.dumps({"class_names": names}))
     assert Detector(path).class_names == tuple(names)

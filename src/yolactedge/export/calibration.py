@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..runtime.images import ImageError, load_image
-from . import ExportError
+from .common import ExportError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 MIN_CALIBRATION_IMAGES = 10
@@ -64,7 +64,7 @@ def load_calibration_images(
         raise ExportError(f"{folder}: no calibration images found (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
     random.Random(seed).shuffle(paths)
     images, used, unreadable = [], [], []
-    bar = _bar(total=min(count, len(paths)), desc="calibration images", enabled=progress)
+    bar = progress_bar(total=min(count, len(paths)), desc="calibration images", enabled=progress)
     try:
         for path in paths:
             if len(images) == count:
@@ -104,7 +104,7 @@ def synthetic_images(count: int, seed: int, size: int, *, progress: bool = True)
     from ..data.synthetic import render_sample, sample_rng
 
     out = np.empty((count, size, size, 3), np.uint8)
-    bar = _bar(total=count, desc="synthetic images", enabled=progress)
+    bar = progress_bar(total=count, desc="synthetic images", enabled=progress)
     try:
         for i in range(count):
             image, _, _ = render_sample(sample_rng(seed, i), size)
@@ -147,7 +147,7 @@ def held_out_images(
 
 def representative_batches(images: np.ndarray, *, progress: bool = True, desc: str = "calibrating", file=None):
     """The converter's representative dataset: one float32 [1, S, S, 3] 0..255 batch per image, with a bar."""
-    bar = _bar(total=len(images), desc=desc, enabled=progress, file=file)
+    bar = progress_bar(total=len(images), desc=desc, enabled=progress, file=file)
     try:
         for image in images:
             yield [image[None].astype(np.float32)]
@@ -156,7 +156,7 @@ def representative_batches(images: np.ndarray, *, progress: bool = True, desc: s
         bar.close()
 
 
-def _bar(total: int, desc: str, enabled: bool, file=None):
+def progress_bar(total: int, desc: str, enabled: bool, file=None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True, file=file)

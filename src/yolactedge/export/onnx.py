@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ONNX_OUTPUT_ORDER, ExportError
+from ..fileio import give_default_permissions
+from .common import ONNX_OUTPUT_ORDER, ExportError
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, per output
@@ -133,6 +134,13 @@ def export_onnx(
         proto, simplified = _simplify(proto)
     _set_metadata(proto, model.config)
 
+    info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance, progress=progress)
+    return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+
+
+def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance: float, progress: bool):
+    """Write the ONNX through a temporary file beside `output`, check it against PyTorch, then rename it into
+    place → (inspect_onnx's info, the check report or None). A failed check leaves `output` untouched."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
     try:
@@ -152,11 +160,12 @@ def export_onnx(
                     f"ONNX check failed: onnxruntime differs from PyTorch by {report['max_relative_error']:.2e} "
                     f"(relative, limit {tolerance:.0e})"
                 )
+        give_default_permissions(tmp)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+    return info, report
 
 
 def _simplify(proto):
@@ -174,21 +183,13 @@ def _simplify(proto):
 
 
 def _set_metadata(proto, config) -> None:
+    """The facts every exported file carries (`yolactedge.modelmeta`), as ONNX metadata properties."""
     import onnx
 
     from .. import __version__
-    from ..model.checkpoint import config_to_dict
+    from ..modelmeta import model_metadata, onnx_properties
 
-    props = {
-        "yolactedge_version": __version__,
-        "preset": config.name,
-        "input_size": str(config.input_size),
-        "input_format": "float32 [1,3,H,W] RGB 0..255 (normalised inside)",
-        "class_names": json.dumps(list(config.class_names)),
-        "num_classes": str(config.num_classes),
-        "config": json.dumps(config_to_dict(config)),
-    }
-    onnx.helper.set_model_props(proto, props)
+    onnx.helper.set_model_props(proto, onnx_properties(model_metadata(config, precision="fp32")))
     proto.producer_name = "yolactedge"
     proto.producer_version = __version__
 

@@ -26,11 +26,14 @@ class TrainOutputs(NamedTuple):
 
 
 def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """loc [N, A, 4] + priors [A, 4] cx,cy,w,h → [N, A, 4] normalised x1, y1, x2, y2 (never clamped)."""
+    """loc [N, A, 4] + priors [A, 4] cx,cy,w,h → [N, A, 4] normalised x1, y1, x2, y2 (never clamped).
+
+    Each corner comes from the centre and the half size on its own (not x2 = x1 + w): an int8 export quantizes
+    the boxes over the image, and a top-left corner saturated at 0 must not drag the far corner with it.
+    """
     centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]
-    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1])
-    top_left = centres - sizes / 2
-    return torch.cat((top_left, top_left + sizes), dim=-1)
+    half_sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1]) / 2
+    return torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)
 
 
 class YolactEdge(nn.Module):

@@ -68,6 +68,8 @@ class Backend:
     class_names: tuple[str, ...]
     # role → (name in the model, shape, dtype), in RAW_OUTPUTS order; filled by the subclass.
     output_info: dict[str, tuple[str, tuple[int, ...], str]]
+    # False when the file carried no class names and `class_names` holds the defaults (a Detector warns).
+    class_names_found: bool = True
 
     @functools.cached_property
     def _converter(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,8 @@ POSTPROCESS_OPTIONS = tuple(_POSTPROCESS_DEFAULTS)
 # The score threshold of `Detector` and `yolactedge predict`: detections a person would want drawn. Evaluation
 # uses the original's protocol instead (0.05 and more; see `yolactedge.evaluate.PROTOCOL`).
 DEFAULT_SCORE_THRESHOLD = 0.3
+MISSING_NAMES_WARNING = ("{path}: the model carries no class names (no embedded metadata, no {sidecar}.json beside "
+                         "it); using default names: pass class_names=[...] / --names FILE")
 
 
 # --- the detector ----------------------------------------------------------------------------------------------
@@ -74,7 +78,8 @@ class Detector:
     num_threads: CPU threads of the runtime (None: its default; for torch this sets torch's global count).
     delegate: litert only: path of an external delegate library, e.g. /usr/lib/libvx_delegate.so on i.MX 8M Plus.
     class_names: override the names the model carries (torch: its config; onnx: metadata; tflite: the sidecar
-        `<model>.json`; else COCO's for 80 classes, "class0".. otherwise).
+        `<model>.json`, else its embedded metadata; else COCO's for 80 classes, "class0".. otherwise, with a
+        warning).
     postprocess_options: keyword options of `yolactedge.postprocess` (score_threshold, iou_threshold, nms, top_k,
         max_detections, mask_threshold). score_threshold defaults to 0.3 as `yolactedge predict --conf` does.
     """
@@ -89,6 +94,9 @@ class Detector:
         if isinstance(class_names, str):
             raise ModelError(f"class_names must be a list of names, not the string {class_names!r}")
         self.backend = open_backend(model, backend, num_threads=num_threads, delegate=delegate)
+        if class_names is None and not self.backend.class_names_found:
+            warnings.warn(MISSING_NAMES_WARNING.format(path=self.backend.path, sidecar=Path(self.backend.path).stem),
+                          stacklevel=2)
         if class_names is not None:
             class_names = tuple(str(n) for n in class_names)
             if len(class_names) != self.backend.num_classes:

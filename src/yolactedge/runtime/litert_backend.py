@@ -1,7 +1,8 @@
 """LiteRT (TensorFlow Lite) backend: fp32, fp16, int8 and int16x8 .tflite files, XNNPACK or an external delegate.
 
 The interpreter comes from `ai_edge_litert` (else `tflite_runtime`, which embedded Linux images such as NXP's
-ship). Inputs and outputs are read through the model's signature (keys boxes/scores/masks/proto as our exporter
+ship). Class names come from the `<model>.json` sidecar when there is one, else from the metadata the exporter
+embeds in the file (`yolactedge.modelmeta`). Inputs and outputs are read through the model's signature (keys boxes/scores/masks/proto as our exporter
 writes them), else the plain tensor list; either way the roles are found by name, else by shape, never by index.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..modelmeta import MetadataError, read_tflite_metadata
 from .backend import Backend, one_line, parse_class_names
 from .tensors import RAW_OUTPUTS, InputSpec, ModelError, RawOutputs, dequantize, match_outputs
 
@@ -74,7 +76,11 @@ class LiteRTBackend(Backend):
         self.output_info = {role: (mapping[role], tuple(int(n) for n in d["shape"]), np.dtype(d["dtype"]).name)
                             for role, d in chosen.items()}
         num_classes = self.output_info["scores"][1][1]
-        self.class_names = parse_class_names(self._sidecar_class_names(), num_classes, self.path)
+        names = self._sidecar_class_names()
+        if names is None:
+            names = self._embedded_class_names()
+        self.class_names_found = names is not None
+        self.class_names = parse_class_names(names, num_classes, self.path)
 
     @staticmethod
     def _load_delegate(lite, delegate: str):
@@ -103,6 +109,15 @@ class LiteRTBackend(Backend):
             warnings.warn(f"{sidecar}: ignoring unreadable sidecar ({one_line(exc)})", stacklevel=3)
             return None
         return names
+
+    def _embedded_class_names(self) -> list | None:
+        """The class names the exporter embedded in the file's `yolactedge` metadata, if any."""
+        try:
+            metadata = read_tflite_metadata(self.path)
+        except MetadataError as exc:
+            warnings.warn(f"{self.path}: ignoring {exc}", stacklevel=3)
+            return None
+        return (metadata or {}).get("class_names")
 
     def invoke(self, tensor: np.ndarray) -> RawOutputs:
         if self._runner is not None:

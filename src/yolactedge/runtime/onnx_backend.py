@@ -61,6 +61,7 @@ class OnnxBackend(Backend):
         self.output_info = {role: (mapping[role], tuple(shapes[mapping[role]]), types[mapping[role]])
                             for role in RAW_OUTPUTS}
         num_classes = self.output_info["scores"][1][1]
+        self.class_names_found = "class_names" in meta
         self.class_names = parse_class_names(meta.get("class_names"), num_classes, self.path)
 
     def invoke(self, tensor: np.ndarray) -> RawOutputs:

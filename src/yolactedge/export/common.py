@@ -1,0 +1,152 @@
+"""What every export stage shares: the formats, the output order contract, the result and the error type.
+
+Nothing here imports torch, onnx or TensorFlow, and no other module of the package: every stage imports this.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..fileio import atomic_write_json, give_default_permissions
+
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+TARGETS = ("imx8mp", "imx93")
+# Output tensors of every TFLite file, by index: the order NXP's YOLACT-Edge example reads them in.
+TFLITE_OUTPUT_ORDER = ("boxes", "scores", "proto", "masks")
+ONNX_OUTPUT_ORDER = ("boxes", "scores", "masks", "proto")
+
+
+class ExportError(ValueError):
+    """The export cannot go on; the message says why in one line (the CLI prints it and exits 1)."""
+
+
+@dataclass
+class ExportResult:
+    """What an export produced. `path` is the file to deploy; everything else describes it."""
+
+    format: str
+    precision: str
+    path: Path
+    input_size: int
+    target: str | None = None
+    size_bytes: int = 0
+    inputs: list[dict] = field(default_factory=list)  # name, shape, dtype, quantization (scale, zero_point)
+    outputs: list[dict] = field(default_factory=list)  # in index order
+    output_order: list[str] = field(default_factory=list)
+    op_histogram: dict[str, int] = field(default_factory=dict)
+    stray_ops: list[str] = field(default_factory=list)
+    stage_times: dict[str, float] = field(default_factory=dict)
+    calibration: dict | None = None
+    onnx_check: dict | None = None
+    verification: dict | None = None
+    verify_json: Path | None = None
+    vela: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        return json.loads(json.dumps(data, default=str))
+
+    def summary(self) -> str:
+        lines = [f"{self.format} {self.precision} {self.path} ({self.size_bytes / 1e6:.2f} MB)"]
+        if self.inputs:
+            i = self.inputs[0]
+            quant = f" scale {i['quantization'][0]:g} zero-point {i['quantization'][1]}" if i.get("quantization") else ""
+            lines.append(f"  input  {i['name']} {i['dtype']} {i['shape']}{quant}")
+        for o in self.outputs:
+            lines.append(f"  output {o['name']} {o['dtype']} {o['shape']}")
+        if self.op_histogram:
+            ops = ", ".join(f"{k} {v}" for k, v in sorted(self.op_histogram.items(), key=lambda kv: (-kv[1], kv[0])))
+            lines.append(f"  ops    {ops}")
+        if self.stray_ops:
+            lines.append(f"  stray  {'; '.join(self.stray_ops)}")
+        if self.stage_times:
+            lines.append("  time   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_times.items()))
+        if self.vela:
+            lines.extend(self._vela_lines())
+        if self.verification is not None:
+            det = self.verification["detections"]
+            lines.append(f"  verify passed: {det['matched']}/{det['reference']} reference detections matched"
+                         + (f", report {self.verify_json}" if self.verify_json else ""))
+        return "\n".join([*lines, *self.next_steps()])
+
+    def _vela_lines(self) -> list[str]:
+        """Where Vela put the work, from its own report."""
+        summary = self.vela.get("summary", {})
+        cpu_types = ", ".join(f"{k} {v}" for k, v in summary.get("CPU operator types", {}).items())
+        lines = [f"  vela   {self.vela.get('accelerator', '')}: NPU operators {summary.get('NPU operators', '?')}, "
+                 f"CPU operators {summary.get('CPU operators', '?')}" + (f" ({cpu_types})" if cpu_types else "")]
+        if "Estimated inference time" in summary:
+            lines.append(f"         estimated {summary['Estimated inference time']}, SRAM "
+                         f"{summary.get('Total SRAM used', '?')}, DRAM {summary.get('Total DRAM used', '?')}")
+        if self.verification is not None:
+            lines.append("         verified: the int8 model before Vela (Ethos-U operators do not run on a CPU)")
+        return lines
+
+    def next_steps(self) -> list[str]:
+        """The commands that use the new file (a Vela file needs the i.MX 93's Ethos-U delegate to run)."""
+        model = shlex.quote(str(self.path))
+        where = " (on the i.MX 93, add --delegate /usr/lib/libethosu_delegate.so)" if self.target == "imx93" else ""
+        return [f"next{where}:", f"  yolactedge predict IMAGE --model {model}",
+                f"  yolactedge val --model {model} --images DIR --annotations ANN.json",
+                f"  yolactedge bench --model {model}"]
+
+
+class Stages:
+    """Prints "[k/n] what ... 1.2 s" lines (when verbose) and records each stage's wall time."""
+
+    def __init__(self, total: int, verbose: bool) -> None:
+        self.total, self.verbose, self.done, self.times = total, verbose, 0, {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        self.done += 1
+        if self.verbose:
+            print(f"[{self.done}/{self.total}] {name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.times[name] = round(time.perf_counter() - start, 3)
+            if self.verbose:
+                print(f"[{self.done}/{self.total}] {name}: {self.times[name]:.1f} s", flush=True)
+
+
+def atomic_replace(src: Path, dst: Path) -> None:
+    """Move a finished file into place in one step (same filesystem: rename; else copy to a temp then rename)."""
+    try:
+        os.replace(src, dst)
+    except OSError:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            give_default_permissions(tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    """A JSON report or sidecar beside a model, written atomically."""
+    atomic_write_json(path, data, indent=1, default=str)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type): what a one-line error can show."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's output: usually the one that says what went wrong."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,136 @@
+"""Keras → TFLite bytes: the TFLite converter set up per precision (fp32, fp16, int8, int16x8).
+
+The Keras model is wrapped in a `tf.function` returning a dict keyed by the ONNX output names and converted from
+its concrete function (with a bare `tf.Module` as the trackable object, so the converter keeps a
+`serving_default` signature without re-tracing every Keras layer, which `from_keras_model` does). The converter's
+output index order is not stable, so the subgraph's output list is permuted to boxes, scores, proto, masks (the
+order NXP's example reads).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+
+from .calibration import representative_batches
+from .common import TFLITE_OUTPUT_ORDER, ExportError, one_line
+from .fastcalib import fast_calibration, per_op_constants
+from .quiet import import_tensorflow, quiet_fds
+from .tflite_file import INPUT_NAME, reorder_outputs, signature_outputs
+
+
+class _Hidden:
+    """Holds the Keras model out of tf.Module's tracking, so saving the wrapper does not trace every layer."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+
+def keras_to_tflite(
+    keras_model, precision: str, calib_images: np.ndarray | None = None, *, progress: bool = True,
+    calibrator: str = "fast", info: dict | None = None,
+) -> bytes:
+    """Convert onnx2tf's Keras model → TFLite bytes with signature outputs named as the ONNX outputs, in
+    TFLITE_OUTPUT_ORDER by index.
+
+    int8: full integer, int8 input (scale 1, zero point -128 when the calibration covers 0..255), float32 outputs.
+    int16x8: int16 activations with int8 weights, float32 input and outputs. fp16: float16 weights.
+    calib_images: uint8 (or float) NHWC 0..255, needed for int8 and int16x8.
+    calibrator: "fast" (statistics from a multi-threaded XNNPACK run, see `fast_calibration`) or
+        "tensorflow" (TensorFlow's own single-threaded calibrator).
+    info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions.
+    """
+    tf = import_tensorflow()
+    names = list(keras_model.output_names)
+    hidden = _Hidden(keras_model)
+    spec = tf.TensorSpec(keras_model.inputs[0].shape, tf.float32, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(input):  # the argument name becomes the signature's input name
+        outputs = hidden.model(input, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {name: tensor for name, tensor in zip(names, outputs)}
+
+    module = tf.Module()
+    module.serve = serve
+    concrete = serve.get_concrete_function()
+    state: dict = {}
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state)
+    del converter, concrete, module, serve
+    if not signature_outputs(data):  # the wrapper could not be saved: the slower Keras path keeps the names
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+        data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state)
+        del converter
+        if not signature_outputs(data):
+            raise ExportError("TFLite conversion lost the serving signature; cannot name the outputs")
+    if state.get("error"):
+        warnings.warn(f"fast calibration failed ({state['error']}); TensorFlow's calibrator was used", stacklevel=2)
+    if info is not None and precision in ("int8", "int16x8"):
+        info["calibrator"] = "fast (LiteRT XNNPACK min/max)" if state.get("fast") else "TensorFlow"
+        if "seconds" in state:
+            info["calibration_s"] = round(state["seconds"], 3)
+    return reorder_outputs(data, TFLITE_OUTPUT_ORDER)
+
+
+def _run_converter(converter, tf, precision: str, calib_images, progress: bool, calibrator: str, state: dict) -> bytes:
+    with warnings.catch_warnings(), quiet_fds() as stderr:
+        warnings.simplefilter("ignore")
+        _configure(converter, tf, precision, calib_images, progress, stderr)
+        if precision in ("int8", "int16x8") and calibrator == "fast":
+            patch = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr)
+        else:
+            patch = per_op_constants() if precision == "int16x8" else contextlib.nullcontext()
+        try:
+            with patch:
+                return converter.convert()
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"TFLite {precision} conversion failed: {one_line(exc)[:300]}") from None
+
+
+def _configure(converter, tf, precision: str, calib_images, progress: bool, stderr=None) -> None:
+    if precision == "fp32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if calib_images is None or len(calib_images) == 0:
+        raise ExportError(f"{precision} quantisation needs calibration images")
+    images = cover_input_range(calib_images)
+    converter.representative_dataset = CalibrationSet(images, progress=progress, file=stderr)
+    if precision == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.float32
+    elif precision == "int16x8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    else:
+        raise ExportError(f"unknown precision {precision!r}")
+
+
+class CalibrationSet:
+    """The converter's representative dataset (callable → batches), which also hands fast calibration the array."""
+
+    def __init__(self, images: np.ndarray, *, progress: bool = True, file=None) -> None:
+        self.images, self.progress, self.file = images, progress, file
+
+    def __call__(self):
+        return representative_batches(self.images, progress=self.progress, file=self.file)
+
+
+def cover_input_range(images: np.ndarray) -> np.ndarray:
+    """Make the calibration set span the whole pixel range 0..255, so the int8 input gets exactly scale 1 and
+    zero point -128 (int8 = pixel - 128, lossless). Two corner pixels of the first image are set to 0 and 255
+    when no image reaches those values already; real photos nearly always do."""
+    if images.min() <= 0 and images.max() >= 255:
+        return images
+    images = images.copy()
+    images[0, 0, 0] = 0
+    images[0, 0, 1] = 255
+    return images
+
+

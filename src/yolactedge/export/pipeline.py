@@ -1,0 +1,335 @@
+"""The export pipelines: `export_model` (what the CLI calls) and `export_tflite`, composing the stages.
+
+checkpoint → ONNX (`onnx`) → Keras (`onnx2tf_step`) → TFLite bytes (`converter`, `fastcalib`) → checked
+(`tflite_file`) → verified (`verify`) → optionally compiled by Vela (`vela`) → moved into place atomically.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..modelmeta import model_metadata
+from .calibration import calibration_dataset, held_out_images
+from .common import (
+    FORMATS, PRECISIONS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace, write_json,
+)
+
+VERIFY_SEED_OFFSET = 1  # held-out images use calib_seed + 1
+
+
+def check_request(format: str, precision: str | None, target: str | None) -> str:
+    """Validate the format/precision/target combination up front; → the effective precision."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if target is not None and target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if format == "onnx":
+        if precision not in (None, "fp32"):
+            raise ExportError(f"ONNX export is float32 only; --precision {precision} applies to --format tflite")
+        if target is not None:
+            raise ExportError(f"--target {target} needs --format tflite --precision int8")
+        return "fp32"
+    precision = precision or "int8"
+    if target is not None and precision != "int8":
+        raise ExportError(f"--target {target} runs full-integer models only: use --precision int8, not {precision}")
+    return precision
+
+
+def default_output(source: Any, config_name: str, format: str, precision: str, target: str | None) -> Path:
+    """Beside the checkpoint/ONNX file when there is one, else in the current directory."""
+    if isinstance(source, (str, os.PathLike)) and str(source) != "demo":
+        base = Path(source).with_suffix("")
+    else:
+        base = Path.cwd() / config_name
+    if format == "onnx":
+        return base.with_name(base.name + ".onnx")
+    suffix = f"_{precision}" + ("_vela" if target == "imx93" else "")
+    return base.with_name(base.name + suffix + ".tflite")
+
+
+def check_output_suffix(output: str | os.PathLike, format: str) -> None:
+    """An output file must carry its format's suffix: the runtime picks its backend by suffix."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return
+    if path.suffix.lower() != f".{format}":
+        raise ExportError(f"--output {path.name} does not end in .{format} (--format {format}); "
+                          f"name the file *.{format} or give a folder")
+
+
+def check_output_path(output: str | os.PathLike, default_name: str) -> Path:
+    """The final file path, after proving that its folder can take a new file (nothing is left behind)."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        path = path / default_name
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if path.exists() and not path.is_file():
+        raise ExportError(f"cannot write {path}: it exists and is not a file")
+    return path
+
+
+def export_model(
+    model: Any,
+    format: str = "tflite",
+    *,
+    precision: str | None = None,
+    calib: str | os.PathLike | None = None,
+    calib_count: int = 100,
+    calib_seed: int = 1337,
+    imgsz: int | None = None,
+    output: str | os.PathLike | None = None,
+    target: str | None = None,
+    verify: bool = True,
+    progress: bool = True,
+    verify_count: int | None = None,
+) -> ExportResult:
+    """Export a YOLACT-Edge model to ONNX or TFLite.
+
+    model: a `YolactEdge` module, a checkpoint path, "demo", or (format "tflite") a YOLACT-Edge .onnx file.
+    precision: TFLite only: "fp32", "fp16", "int8" (default; full integer, int8 input, float32 outputs) or
+        "int16x8" (int16 activations, int8 weights, float32 input and outputs). ONNX is always fp32.
+    calib: folder of calibration images (searched recursively); None renders synthetic images (with a warning).
+    target: "imx8mp" (the plain int8 file) or "imx93" (int8 compiled by Vela for the Ethos-U65).
+    verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
+        images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
+        thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
+    """
+    precision = check_request(format, precision, target)
+    if output is not None:
+        check_output_suffix(output, format)
+    if calib_count < 1:
+        raise ExportError(f"--calib-count must be at least 1, got {calib_count}")
+    if target == "imx93":
+        from .vela import vela_available
+
+        if not vela_available():
+            raise ExportError("--target imx93 needs the Vela compiler: pip install ethos-u-vela")
+
+    from .onnx import resolve_model
+
+    stages = Stages(total=_stage_count(format, precision, target, verify, model), verbose=progress)
+    source = stages.run("load model", resolve_model, model, imgsz)
+    default = default_output(model, source.config.name, format, precision, target)
+    path = check_output_path(output, default.name) if output is not None else check_output_path(default, default.name)
+
+    if format == "onnx":
+        if source.module is None:
+            raise ExportError(f"{model} is already an ONNX model; give the checkpoint to re-export it")
+        return _export_onnx_file(stages, source, path, progress)
+    if calib is not None and precision not in ("int8", "int16x8"):
+        _warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
+    return export_tflite(
+        source, path, precision=precision, calib=calib, calib_count=calib_count, calib_seed=calib_seed,
+        target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages,
+    )
+
+
+def _export_onnx_file(stages: Stages, source, path: Path, progress: bool) -> ExportResult:
+    from .onnx import export_onnx
+
+    info = stages.run("export ONNX", export_onnx, source.module, path, progress=progress)
+    return ExportResult(
+        format="onnx", precision="fp32", path=path, input_size=source.input_size, size_bytes=path.stat().st_size,
+        inputs=info["inputs"], outputs=info["outputs"], output_order=[o["name"] for o in info["outputs"]],
+        stage_times=stages.times, onnx_check=info["check"],
+    )
+
+
+def _stage_count(format: str, precision: str, target: str | None, verify: bool, model: Any) -> int:
+    if format == "onnx":
+        return 2
+    is_onnx = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+    count = 1 + (0 if is_onnx else 1) + 2  # load, ONNX export, onnx2tf, TFLite convert
+    count += precision in ("int8", "int16x8")  # calibration images
+    count += bool(verify) + (target == "imx93")
+    return count
+
+
+def _warn(message: str, result_warnings: list[str] | None = None, stacklevel: int = 3) -> None:
+    warnings.warn(message, stacklevel=stacklevel)
+    if result_warnings is not None:
+        result_warnings.append(message)
+
+
+def export_tflite(
+    source,
+    path: Path,
+    *,
+    precision: str = "int8",
+    calib=None,
+    calib_count: int = 100,
+    calib_seed: int = 1337,
+    target: str | None = None,
+    verify: bool = True,
+    verify_count: int | None = None,
+    progress: bool = True,
+    stages: Stages | None = None,
+) -> ExportResult:
+    """A resolved ModelSource → TFLite file at `path` (atomic), plus `<stem>.verify.json` when `verify`."""
+    from .onnx2tf_step import release_tf
+    from .tflite_file import embed_metadata
+
+    stages = stages or Stages(total=6, verbose=progress)
+    verify_count = verify_count or (2 if precision == "int16x8" else 4)  # int16x8 runs on reference kernels
+    result_warnings: list[str] = []
+    calib_images, calib_info = None, None
+    with tempfile.TemporaryDirectory(prefix="yolactedge-export-") as tmp:
+        workdir = Path(tmp)
+        if precision in ("int8", "int16x8"):
+            calib_images, calib_info = _calibration_images(stages, calib, calib_count, calib_seed,
+                                                           source.input_size, progress, result_warnings)
+        onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress)
+        data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress)
+        release_tf()
+        metadata = model_metadata(source.config, precision=precision, target=target)
+        data = embed_metadata(data, metadata)
+        info = _checked_interface(data, precision, result_warnings)
+        model_file = workdir / (path.stem.removesuffix("_vela") + ".tflite")
+        model_file.write_bytes(data)
+        verification = None
+        if verify:
+            held_out, description = held_out_images(
+                calib, verify_count, calib_seed + VERIFY_SEED_OFFSET, source.input_size,
+                calibration_files=(calib_info or {}).get("files", ()),
+            )
+            verification = stages.run("verify", _verify, model_file, onnx_path, held_out, description, precision,
+                                      progress)
+        vela, final = None, model_file
+        if target == "imx93":
+            vela, final, compiled_info = _compile_for_npu(stages, model_file, workdir, metadata)
+            vela["path"] = str(path)
+            info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
+        atomic_replace(final, path)
+    verify_json = _write_reports(path, source, precision, target, verification)
+    result = ExportResult(
+        format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
+        size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
+        output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
+        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info), verification=verification,
+        verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
+    )
+    return result
+
+
+def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int, progress: bool,
+                        result_warnings: list[str]):
+    """The calibration set; its warnings (synthetic images, unreadable files) also go into the result."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, info = stages.run("calibration images", calibration_dataset, calib, count, seed, size,
+                                  progress=progress)
+    for w in caught:
+        _warn(str(w.message), result_warnings, stacklevel=4)
+    return images, info
+
+
+def _onnx_source(stages: Stages, source, workdir: Path, progress: bool):
+    """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None): the given ONNX file, or
+    one exported from the checkpoint into `workdir`."""
+    from .onnx import export_onnx
+
+    if source.onnx_path is not None:
+        return source.onnx_path, source.simplified, None
+    onnx_path = workdir / "model.onnx"
+    check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress)["check"]
+    return onnx_path, True, check
+
+
+def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, precision: str, calib_images,
+             progress: bool) -> tuple[bytes, dict]:
+    """ONNX → Keras → TFLite bytes in the NXP output order, and what the converter reported."""
+    from .converter import keras_to_tflite
+    from .onnx2tf_step import onnx_to_keras
+
+    keras_model = stages.run("ONNX → TensorFlow (onnx2tf)", onnx_to_keras, onnx_path, workdir, simplified=simplified)
+    convert_info: dict = {}
+    data = stages.run(f"TFLite {precision}", keras_to_tflite, keras_model, precision, calib_images,
+                      progress=progress, info=convert_info)
+    return data, convert_info
+
+
+def _checked_interface(data: bytes, precision: str, result_warnings: list[str]) -> dict:
+    """The file's interface and ops, refusing a wrong output order or input type and warning on stray ops."""
+    from .tflite_file import inspect_tflite
+
+    info = inspect_tflite(data, precision)
+    if info["output_order"] != list(TFLITE_OUTPUT_ORDER):
+        raise ExportError(f"TFLite output order is {info['output_order']}, expected {list(TFLITE_OUTPUT_ORDER)}")
+    _check_input(info["inputs"][0], precision, result_warnings)
+    for item in info["stray_ops"]:
+        _warn(f"stray op in the {precision} graph: {item}", result_warnings, stacklevel=4)
+    return info
+
+
+def _verify(model_file: Path, onnx_path: Path, images, description: str, precision: str, progress: bool) -> dict:
+    """The file, still under its temporary name, against the float ONNX; a failure leaves the output untouched."""
+    from .verify import verify_tflite
+
+    return verify_tflite(model_file, onnx_path, images, images_description=description, json_path=False,
+                         print_table=progress, precision=precision)
+
+
+def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path, dict]:
+    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file,
+    its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the CPU)."""
+    from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
+    from .vela import run_vela
+
+    vela = stages.run("Vela (Ethos-U65)", run_vela, model_file, workdir / "vela")
+    final = Path(vela["path"])
+    compiled = final.read_bytes()
+    if signature_outputs(compiled):  # Vela keeps the signature; make sure it kept the order too
+        compiled = reorder_outputs(compiled, TFLITE_OUTPUT_ORDER)
+    compiled = embed_metadata(compiled, metadata)
+    final.write_bytes(compiled)
+    compiled_info = inspect_tflite(compiled)
+    vela["op_histogram"] = compiled_info["op_histogram"]
+    vela["output_order"] = compiled_info["output_order"]
+    return vela, final, compiled_info
+
+
+def _write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None) -> Path | None:
+    """The `<stem>.json` sidecar and, after a verification, `<stem>.verify.json` → the latter's path."""
+    from ..config import config_to_dict
+
+    # The runtime reads class names (and the source config) from this sidecar.
+    write_json(path.with_suffix(".json"), {"class_names": list(source.config.class_names),
+                                           "config": config_to_dict(source.config), "source": source.origin,
+                                           "precision": precision})
+    if verification is None:
+        return None
+    verification["model"] = path.name
+    if target == "imx93":
+        verification["note"] = "verified the int8 model before Vela (Ethos-U operators do not run on a CPU)"
+    verify_json = path.with_suffix(".verify.json")
+    write_json(verify_json, verification)
+    return verify_json
+
+
+def _check_input(detail: dict, precision: str, result_warnings: list[str]) -> None:
+    expected = {"int8": "int8"}.get(precision, "float32")
+    if detail["dtype"] != expected:
+        raise ExportError(f"TFLite {precision} input is {detail['dtype']}, expected {expected}")
+    if precision == "int8":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if abs(scale - 1.0) > 1e-5 or zero_point != -128:
+            _warn(f"int8 input quantisation is scale {scale:g}, zero point {zero_point} (expected 1, -128)",
+                  result_warnings, stacklevel=5)
+
+
+def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:
+    if info is None:
+        return None
+    return {k: v for k, v in info.items() if k != "files"} | convert_info
