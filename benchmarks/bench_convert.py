@@ -69,29 +69,14 @@ class RssSampler:
         self._thread.join()
 
 
-def randomize_batchnorm(model, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine terms, so every layer's output is neither flat nor huge."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-
-
 def official_layout_checkpoint(preset: str, folder: Path) -> Path:
     """A random-weight .pth holding only the state_dict in the original's key layout (no config sidecar), as
     an official checkpoint is; the exporter infers the architecture from its keys."""
     from yolactedge import build_model
+    from yolactedge.model.build import randomize_batchnorm
     from yolactedge.model.checkpoint import save_checkpoint, sidecar_path
 
-    model = build_model(preset)
-    randomize_batchnorm(model)
+    model = randomize_batchnorm(build_model(preset))
     path = save_checkpoint(model, folder / f"{preset}_random.pth")
     sidecar_path(path).unlink()
     return path

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_convert import randomize_batchnorm
+from yolactedge.model.build import randomize_batchnorm
 
 
 def recipe_int8(onnx_path: Path, workdir: Path, images: np.ndarray) -> tuple[Path, dict]:

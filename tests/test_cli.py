@@ -5,14 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from yolactedge import __version__, build_model, save_checkpoint
+from yolactedge import __version__
 from yolactedge.cli import main
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    return save_checkpoint(build_model("yolact_edge_demo", input_size=96), folder / "tiny.pth")
 
 
 def run(capsys, *argv):

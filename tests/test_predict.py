@@ -7,16 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from yolactedge import build_model, save_checkpoint
 from yolactedge.cli import main, missing_extra_message
 from yolactedge.predict import ImageIds
 from yolactedge.runtime import ImageError
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    return save_checkpoint(build_model("yolact_edge_demo", input_size=96), folder / "tiny.pth")
 
 
 @pytest.fixture()

@@ -7,16 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from yolactedge import Detector, build_model, save_checkpoint
+from yolactedge import Detector
 from yolactedge.cli import main
 from yolactedge.postprocessing.rle import decode
 from yolactedge.predict import predict
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    return save_checkpoint(build_model("yolact_edge_demo", input_size=96), folder / "tiny.pth")
 
 
 def write_video(path, frames: int, fps: float = 12.0, size=(64, 48)):

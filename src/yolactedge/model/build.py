@@ -36,6 +36,21 @@ def build_model(
     return model.eval()
 
 
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm the spread of statistics a trained network has (fresh ones are 0/1, which makes a
+    random-weight model's outputs nearly flat): what export checks and benchmarks on random weights need."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model
+
+
 def load_model(path: str | os.PathLike, config: ModelConfig | str | None = None) -> YolactEdge:
     """Load weights in the official (or a legacy) layout into a model in eval mode.
 

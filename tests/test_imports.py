@@ -1,4 +1,4 @@
-"""The export package's modules import each other without cycles (module-level and function-level imports)."""
+"""The package's modules import each other without cycles (module-level and function-level imports)."""
 from __future__ import annotations
 
 import ast
@@ -71,6 +71,17 @@ def test_cycle_finder_finds_a_cycle():
     assert find_cycle(graph, "q") is None
 
 
-def test_no_import_cycle_in_export():
-    cycle = find_cycle(import_graph(), "yolactedge.export")
+def test_no_import_cycle_in_the_package():
+    cycle = find_cycle(import_graph(), "yolactedge")
     assert cycle is None, " → ".join(cycle)
+
+
+def test_the_runtime_path_imports_neither_torch_nor_tensorflow():
+    """What a board runs (runtime, post-processing, tracking, drawing, predict) reaches no heavy framework."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, yolactedge.predict, yolactedge.runtime.litert_backend, yolactedge.runtime.onnx_backend; "
+             "print(sorted(m for m in ('torch', 'tensorflow', 'pycocotools') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

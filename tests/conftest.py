@@ -1,4 +1,5 @@
-"""Tiny YOLACT-Edge models in every format, built once per test session (ONNX ~2 s, TFLite ~20-40 s on 2 cores).
+"""The test session's shared models: tiny YOLACT-Edge models in every format, built once (ONNX ~2 s, TFLite ~20-40 s
+on 2 cores), and an untrained checkpoint for the CLI tests.
 
 The model is the demo preset, narrowed and at 128x128, with its non-backbone convolutions rescaled in one forward
 pass so that every output is far from flat (scores from ~0 to ~0.7, masks ±1): with Xavier init alone all scores
@@ -142,3 +143,13 @@ def edit_tflite():
         return target
 
     return edit_copy
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The demo preset at 96x96, untrained: a real checkpoint file for the CLI verbs, fast to run."""
+    pytest.importorskip("torch")
+    from yolactedge import build_model, save_checkpoint
+
+    return save_checkpoint(build_model("yolact_edge_demo", input_size=96),
+                           tmp_path_factory.mktemp("checkpoint") / "tiny.pth")
