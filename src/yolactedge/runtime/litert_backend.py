@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.quiet import quiet_fds
 from ..modelmeta import MetadataError, read_tflite_metadata
 from .backend import Backend, one_line, parse_class_names
 from .tensors import RAW_OUTPUTS, InputSpec, ModelError, RawOutputs, dequantize, match_outputs
@@ -47,7 +48,8 @@ class LiteRTBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: not a readable TFLite model ({one_line(exc)})") from None
         try:
-            self.interpreter.allocate_tensors()
+            with quiet_fds():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" here
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:  # e.g. an op the runtime or the delegate cannot prepare
             hint = "; it needs its delegate (delegate=...)" if "custom op" in str(exc) and not delegates else ""
             raise ModelError(f"{self.path}: LiteRT cannot prepare this model ({one_line(exc)}){hint}") from None
