@@ -230,6 +230,18 @@ def test_official_video_checkpoint_loads_strictly(tmp_path, preset, recwarn):
     assert [w for w in recwarn if "unused" in str(w.message)]
 
 
+def test_a_state_dict_of_the_originals_eval_mode_model_loads(tmp_path):
+    """After load_weights with training=False the original adds a partial_backbone copy and wraps flow_net."""
+    state = official_state_dict(VIDEO_KEYS["yolact_edge_vid_resnet50"])
+    stages = ("backbone.conv1.", "backbone.bn1.", "backbone.layers.0.", "backbone.layers.1.")
+    saved = {("flow_net." + k if k.startswith("flow_net.") else k): v for k, v in state.items()}
+    saved.update({"partial_" + k: v.clone() for k, v in state.items() if k.startswith(stages)})
+    assert len(saved) - len(state) == 144  # with the 31 renamed keys: 175 added, 31 removed, as documented
+    torch.save(saved, tmp_path / "eval_mode.pth")
+    loaded = load_model(tmp_path / "eval_mode.pth").state_dict()
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
 def test_video_model_saves_and_reloads_as_a_video_model(tmp_path, video_model):
     path = save_checkpoint(video_model, tmp_path / "vid.pth")
     reloaded = load_model(path)

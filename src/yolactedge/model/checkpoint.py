@@ -82,11 +82,17 @@ def remap_state_dict(state_dict: dict[str, torch.Tensor], num_downsample: int = 
 
     Drops old `backbone.layerN.*` keys and `fpn.downsample_layers.{>=num_downsample}`, renames
     `fpn.lat_layers.*` → `fpn_phase_1.lat_layers.*` and any other `fpn.*` → `fpn_phase_2.*`.
+    A video model's state_dict saved after the original's eval-mode load_weights has two more changes, undone
+    here: `partial_backbone.*` (a copy of backbone weights, dropped) and `flow_net.flow_net.*` (a wrapper).
     """
     out = {}
     for key, value in state_dict.items():
         if key.startswith("backbone.layer") and not key.startswith("backbone.layers"):
             continue
+        if key.startswith("partial_backbone."):
+            continue
+        if key.startswith("flow_net.flow_net."):
+            key = key[len("flow_net."):]
         match = re.match(r"fpn\.downsample_layers\.(\d+)\.", key)
         if match and int(match.group(1)) >= num_downsample:
             continue
