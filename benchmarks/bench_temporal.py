@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 
@@ -41,8 +42,8 @@ def main() -> None:
         key_frame, current = torch.rand(2, 1, 3, 550, 550) * 255
         with torch.no_grad():
             _, memory = model.key_frame(key_frame)
-            key = time_ms(lambda: model.key_frame(key_frame), args.runs)
-            warped = time_ms(lambda: model.warped_frame(current, memory), args.runs)
+            key = time_ms(partial(model.key_frame, key_frame), args.runs)
+            warped = time_ms(partial(model.warped_frame, current, memory), args.runs)
         key_med, warped_med = statistics.median(key), statistics.median(warped)
         print(f"| {preset} | {key_med:.0f} ({min(key):.0f}) | {warped_med:.0f} ({min(warped):.0f}) "
               f"| {key_med / warped_med:.2f} |")

@@ -165,7 +165,7 @@ def load_state_dict_into(
     if missing and not unexpected and all(k.startswith(VIDEO_ONLY_PREFIXES) for k in missing):
         raise CheckpointError(
             "an image-only checkpoint (no flow_net/spa weights) cannot run in video mode: load it as an image model "
-            f"(video=False or an image preset), or use a video checkpoint such as yolact_edge_vid_*.pth"
+            "(video=False or an image preset), or use a video checkpoint such as yolact_edge_vid_*.pth"
         )
     if missing or unexpected:
         raise CheckpointError(
