@@ -106,7 +106,8 @@ PRESETS: dict[str, ModelConfig] = {
     "yolact_edge_mobilenetv2": ModelConfig(name="yolact_edge_mobilenetv2", backbone="mobilenetv2"),
     "yolact_edge_resnet50": ModelConfig(name="yolact_edge_resnet50", backbone="resnet50"),
     "yolact_edge": ModelConfig(name="yolact_edge", backbone="resnet101"),
-    # Video (temporal feature transfer) presets of the original: YouTube-VIS classes, flow net and SPA.
+    # Video (temporal feature transfer) presets of the original: YouTube-VIS classes, flow net and SPA. The
+    # original's yolact_edge_vid_trainflow(_resnet50) configs build the same modules: their checkpoints load here too.
     "yolact_edge_vid": ModelConfig(
         name="yolact_edge_vid", backbone="resnet101", num_classes=41, class_names=YOUTUBE_VIS_CLASSES, video=True
     ),
@@ -114,6 +115,8 @@ PRESETS: dict[str, ModelConfig] = {
         name="yolact_edge_vid_resnet50", backbone="resnet50", num_classes=41, class_names=YOUTUBE_VIS_CLASSES, video=True
     ),
     # Ours, the original has no MobileNetV2 video config: same modules, the partial backbone ends at C3 (layers.3).
+    # Its backbone after C3 costs less than the flow net and SPA: on a CPU thread its warped frames take longer
+    # than its key frames (benchmarks/bench_temporal.py).
     "yolact_edge_vid_mobilenetv2": ModelConfig(
         name="yolact_edge_vid_mobilenetv2", backbone="mobilenetv2", num_classes=41, class_names=YOUTUBE_VIS_CLASSES,
         video=True,

@@ -149,6 +149,7 @@ def transfer(level: FlowLevel, key_feature: torch.Tensor) -> torch.Tensor:
 class TemporalMemory:
     """What a key frame leaves for the frames warped from it.
 
+    No P3: warped frames rebuild it from the warped P4 and their own C3 lateral (the original drops the key P3).
     The original keeps the key frame's lateral and runs the flow pre-conv on it for every warped frame; keeping
     the pre-conv's output instead gives the same numbers, a quarter of the size and one conv less per frame.
     """
