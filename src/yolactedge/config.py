@@ -29,6 +29,14 @@ COCO_CATEGORY_IDS: tuple[int, ...] = (
     85, 86, 87, 88, 89, 90,
 )
 
+# YouTube-VIS 2019's 40 classes, the class list of the original's video checkpoints.
+YOUTUBE_VIS_CLASSES: tuple[str, ...] = (
+    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey",
+    "hand", "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear", "motorbike",
+    "giraffe", "leopard", "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra", "tiger",
+    "elephant", "snowboard", "boat", "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
+)
+
 BACKBONES = ("mobilenetv2", "resnet50", "resnet101")
 
 # Pixel statistics of the original implementation, in RGB order (its config stores them as BGR).
@@ -42,6 +50,7 @@ class ModelConfig:
 
     `num_classes` counts the background class, as the original does (81 for COCO).
     `pred_scales` are anchor sides in pixels at `input_size`, one per pyramid level P3..P7.
+    `video` adds the original's temporal modules (flow net, SPA), so non-key frames can be warped from a key frame.
     """
 
     name: str
@@ -54,6 +63,7 @@ class ModelConfig:
     pred_scales: tuple[int, ...] = (24, 48, 96, 192, 384)
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)
     class_names: tuple[str, ...] = field(default=COCO_CLASSES, repr=False)
+    video: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -62,6 +72,9 @@ class ModelConfig:
             raise ValueError(f"num_classes must count background plus at least one class, got {self.num_classes}")
         if self.input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {self.input_size}")
+        if self.video and self.input_size < 33:
+            # The warp needs P5 (input / 32, rounded up) at least 2x2.
+            raise ValueError(f"video mode needs input_size of at least 33, got {self.input_size}")
         if len(self.class_names) != self.num_classes - 1:
             raise ValueError(
                 f"{len(self.class_names)} class names given for {self.num_classes - 1} foreground classes"
@@ -93,6 +106,21 @@ PRESETS: dict[str, ModelConfig] = {
     "yolact_edge_mobilenetv2": ModelConfig(name="yolact_edge_mobilenetv2", backbone="mobilenetv2"),
     "yolact_edge_resnet50": ModelConfig(name="yolact_edge_resnet50", backbone="resnet50"),
     "yolact_edge": ModelConfig(name="yolact_edge", backbone="resnet101"),
+    # Video (temporal feature transfer) presets of the original: YouTube-VIS classes, flow net and SPA. The
+    # original's yolact_edge_vid_trainflow(_resnet50) configs build the same modules: their checkpoints load here too.
+    "yolact_edge_vid": ModelConfig(
+        name="yolact_edge_vid", backbone="resnet101", num_classes=41, class_names=YOUTUBE_VIS_CLASSES, video=True
+    ),
+    "yolact_edge_vid_resnet50": ModelConfig(
+        name="yolact_edge_vid_resnet50", backbone="resnet50", num_classes=41, class_names=YOUTUBE_VIS_CLASSES, video=True
+    ),
+    # Ours, the original has no MobileNetV2 video config: same modules, the partial backbone ends at C3 (layers.3).
+    # Its backbone after C3 costs less than the flow net and SPA: on a CPU thread its warped frames take longer
+    # than its key frames (benchmarks/bench_temporal.py).
+    "yolact_edge_vid_mobilenetv2": ModelConfig(
+        name="yolact_edge_vid_mobilenetv2", backbone="mobilenetv2", num_classes=41, class_names=YOUTUBE_VIS_CLASSES,
+        video=True,
+    ),
     # Small enough to train on a 2-core CPU: same family and export contract, narrower and smaller input.
     "yolact_edge_demo": ModelConfig(
         name="yolact_edge_demo",

@@ -82,3 +82,8 @@ def golden_input(size: int = GOLDEN_SIZE) -> torch.Tensor:
     img = img * (1 - disk) + torch.tensor([240.0, 200.0, 40.0], dtype=torch.float64).view(3, 1, 1) * disk
     img = img * (1 - square) + torch.tensor([20.0, 40.0, 90.0], dtype=torch.float64).view(3, 1, 1) * square
     return img.clamp(0, 255).to(torch.float32).unsqueeze(0).contiguous()
+
+
+def golden_next_frame(size: int = GOLDEN_SIZE) -> torch.Tensor:
+    """The frame after `golden_input` for video goldens: the same scene 6 px lower and 10 px to the right (wrapped)."""
+    return torch.roll(golden_input(size), shifts=(6, 10), dims=(2, 3))

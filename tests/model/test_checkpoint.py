@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,29 +12,7 @@ from yolactedge import build_model, load_model
 from yolactedge.model import CheckpointError, read_state_dict, save_checkpoint
 from yolactedge.model.checkpoint import infer_config
 
-KEYS_DIR = Path(__file__).parent / "official_keys"
-OFFICIAL = {
-    "keys_yolact_edge_mobilenetv2_config.json": ("mobilenetv2", 81),
-    "keys_yolact_edge_resnet50_config.json": ("resnet50", 81),
-    "keys_yolact_edge_config.json": ("resnet101", 81),
-    "keys_yolact_edge_vid_config.json": ("resnet101", 41),
-    "keys_yolact_edge_vid_resnet50_config.json": ("resnet50", 41),
-}
-
-
-def official_state_dict(keys_file: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A state_dict with exactly the official keys and shapes, filled with seeded values."""
-    layout = json.loads((KEYS_DIR / keys_file).read_text())
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, shape in layout.items():
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.tensor(1000, dtype=torch.long)
-        elif key.endswith("running_var"):
-            out[key] = torch.rand(shape, generator=gen) + 0.5
-        else:
-            out[key] = torch.randn(shape, generator=gen) * 0.05
-    return out
+from official_layout import KEYS_DIR, OFFICIAL, official_state_dict
 
 
 @pytest.mark.parametrize("keys_file", sorted(OFFICIAL))
@@ -47,13 +24,11 @@ def test_official_layout_loads_with_config_inferred(tmp_path, keys_file, recwarn
     model = load_model(path)
     assert model.config.backbone == backbone
     assert model.config.num_classes == num_classes
+    assert model.config.video == ("vid" in keys_file)  # video layouts load as video models, every key used
     loaded = model.state_dict()
-    video = "vid" in keys_file
-    used = {k: v for k, v in state.items() if not k.startswith(("flow_net", "spa."))}
-    assert set(loaded) == set(used)
-    assert all(torch.equal(loaded[k], v) for k, v in used.items())
-    unused_warnings = [w for w in recwarn if "unused" in str(w.message)]
-    assert bool(unused_warnings) == video
+    assert set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert not [w for w in recwarn if "unused" in str(w.message)]
 
 
 def test_saved_layout_is_the_official_one(tmp_path):

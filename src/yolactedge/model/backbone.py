@@ -1,7 +1,7 @@
 """Backbones with the original implementation's module layout (so official state_dict keys map 1:1).
 
 Each backbone returns the three feature maps the FPN uses, C3, C4, C5 (strides 8, 16, 32), and exposes
-`out_channels` for them. Stages whose outputs are never used are still built (their weights are in every
+`out_channels` for them. `forward_c3` runs only the stages up to C3: the partial backbone of video non-key frames. Stages whose outputs are never used are still built (their weights are in every
 official checkpoint) but are not executed.
 """
 from __future__ import annotations
@@ -69,6 +69,11 @@ class MobileNetV2Backbone(nn.Module):
                 outs.append(x)
         return outs
 
+    def forward_c3(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(MOBILENETV2_SELECTED[0] + 1):
+            x = self.layers[i](x)
+        return x
+
 
 class Bottleneck(nn.Module):
     """ResNet v1.5 bottleneck: the stride sits on the 3x3 conv."""
@@ -122,6 +127,13 @@ class ResNetBackbone(nn.Module):
             if i in RESNET_SELECTED:
                 outs.append(x)
         return outs
+
+    def forward_c3(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem, layers.0 and layers.1: what the original's `partial_backbone` (layers[:2]) runs."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for layer in self.layers[: RESNET_SELECTED[0] + 1]:
+            x = layer(x)
+        return x
 
 
 def build_backbone(name: str) -> nn.Module:

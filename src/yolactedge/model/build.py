@@ -51,17 +51,22 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def load_model(path: str | os.PathLike, config: ModelConfig | str | None = None) -> YolactEdge:
+def load_model(
+    path: str | os.PathLike, config: ModelConfig | str | None = None, *, video: bool | None = None
+) -> YolactEdge:
     """Load weights in the official (or a legacy) layout into a model in eval mode.
 
     The config comes from `config` if given, else the checkpoint's JSON sidecar, else the tensors themselves.
-    `path` may be "demo" for the shipped demo model.
+    `path` may be "demo" for the shipped demo model. `video` overrides the config's video mode: True asks for
+    key_frame/warped_frame (an image-only checkpoint is then refused), False ignores a video checkpoint's flow net.
     """
     path = resolve_model_path(path)
     state_dict = read_state_dict(path)
     if isinstance(config, str):
         config = get_preset(config)
     config = config or read_sidecar(path) or infer_config(state_dict)
+    if video is not None:
+        config = config.replace(video=video)
     model = YolactEdge(config)
     ignored = load_state_dict_into(model, state_dict)
     if ignored:

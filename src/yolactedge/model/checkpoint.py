@@ -20,6 +20,7 @@ import torch
 from ..config import (
     COCO_CLASSES,
     DEMO_CLASSES,
+    YOUTUBE_VIS_CLASSES,
     ModelConfig,
     config_from_dict,
     config_to_dict,
@@ -29,15 +30,8 @@ from ..fileio import atomic_write, atomic_write_json
 from .backbone import RESNET_BLOCKS
 from .yolact import YolactEdge
 
-# Keys of the video configs' flow network: unused by single-image inference.
+# Keys of the video configs' temporal modules: unused by single-image inference.
 VIDEO_ONLY_PREFIXES = ("flow_net.", "flow_net_pre_convs.", "spa.")
-
-YOUTUBE_VIS_CLASSES = (
-    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey",
-    "hand", "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear", "motorbike",
-    "giraffe", "leopard", "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra", "tiger",
-    "elephant", "snowboard", "boat", "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
-)
 
 
 # The "kind" of a training resume state (train/state.py): it holds a model, but is not a model file.
@@ -88,11 +82,17 @@ def remap_state_dict(state_dict: dict[str, torch.Tensor], num_downsample: int = 
 
     Drops old `backbone.layerN.*` keys and `fpn.downsample_layers.{>=num_downsample}`, renames
     `fpn.lat_layers.*` → `fpn_phase_1.lat_layers.*` and any other `fpn.*` → `fpn_phase_2.*`.
+    A video model's state_dict saved after the original's eval-mode load_weights has two more changes, undone
+    here: `partial_backbone.*` (a copy of backbone weights, dropped) and `flow_net.flow_net.*` (a wrapper).
     """
     out = {}
     for key, value in state_dict.items():
         if key.startswith("backbone.layer") and not key.startswith("backbone.layers"):
             continue
+        if key.startswith("partial_backbone."):
+            continue
+        if key.startswith("flow_net.flow_net."):
+            key = key[len("flow_net."):]
         match = re.match(r"fpn\.downsample_layers\.(\d+)\.", key)
         if match and int(match.group(1)) >= num_downsample:
             continue
@@ -111,7 +111,7 @@ def _shape(state_dict: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
 
 
 def infer_config(state_dict: dict[str, torch.Tensor], input_size: int = 550) -> ModelConfig:
-    """Read backbone, widths and class count off the tensors themselves (never off the file name)."""
+    """Read backbone, widths, class count and video mode off the tensors themselves (never off the file name)."""
     state_dict = remap_state_dict(state_dict)
     if "backbone.conv1.weight" in state_dict:
         stage3 = {k.split(".")[3] for k in state_dict if k.startswith("backbone.layers.2.")}
@@ -134,6 +134,7 @@ def infer_config(state_dict: dict[str, torch.Tensor], input_size: int = 550) -> 
     return dataclasses.replace(
         base.at_input_size(input_size), name=f"inferred_{backbone}", backbone=backbone, num_classes=num_classes,
         fpn_channels=fpn_channels, proto_channels=proto_channels, mask_dim=mask_dim, class_names=names,
+        video=any(k.startswith(VIDEO_ONLY_PREFIXES) for k in state_dict),
     )
 
 
@@ -161,6 +162,11 @@ def load_state_dict_into(
     unused = sorted(k for k in state_dict if k not in own and k.startswith(VIDEO_ONLY_PREFIXES))
     unexpected = sorted(k for k in state_dict if k not in own and k not in unused)
     missing = sorted(k for k in own if k not in state_dict)
+    if missing and not unexpected and all(k.startswith(VIDEO_ONLY_PREFIXES) for k in missing):
+        raise CheckpointError(
+            "an image-only checkpoint (no flow_net/spa weights) cannot run in video mode: load it as an image model "
+            "(video=False or an image preset), or use a video checkpoint such as yolact_edge_vid_*.pth"
+        )
     if missing or unexpected:
         raise CheckpointError(
             f"state_dict does not fit {model.config.backbone} YOLACT-Edge: "

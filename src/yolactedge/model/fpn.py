@@ -17,16 +17,20 @@ class FPNPhase1(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """features C3..C5 → P3..P5 before smoothing; upsampling goes to each finer map's exact size."""
+        return self.with_finest_lateral(features)[0]
+
+    def with_finest_lateral(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(P3..P5, lat_layers[-1](C3)): video key frames keep that lateral for the flow net."""
         outs: list[torch.Tensor] = [features[0]] * len(features)
         x = None
         for lat_layer, j in zip(self.lat_layers, range(len(features) - 1, -1, -1)):
             lateral = lat_layer(features[j])
-            if x is not None:
-                x = F.interpolate(x, size=features[j].shape[-2:], mode="bilinear", align_corners=False)
-                lateral = x + lateral
-            x = lateral
+            if x is None:
+                x = lateral
+            else:
+                x = F.interpolate(x, size=features[j].shape[-2:], mode="bilinear", align_corners=False) + lateral
             outs[j] = x
-        return outs
+        return outs, lateral
 
 
 class FPNPhase2(nn.Module):

@@ -12,6 +12,7 @@ from .fpn import FPNPhase1, FPNPhase2
 from .head import PredictionHead
 from .priors import VARIANCES, make_priors
 from .protonet import build_protonet, prototypes
+from .temporal import SPA, FlowNetMini, FlowPreConvs, TemporalMemory, VideoModeError, check_memory, warped_phase_1
 
 
 class TrainOutputs(NamedTuple):
@@ -36,8 +37,15 @@ def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     return torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)
 
 
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 class YolactEdge(nn.Module):
-    """Input float32 [N, 3, H, W] RGB 0..255; normalisation happens inside, so exported models take raw pixels."""
+    """Input float32 [N, 3, H, W] RGB 0..255; normalisation happens inside, so exported models take raw pixels.
+
+    With `config.video` the model also has the original's temporal modules: `key_frame` / `warped_frame` run a
+    video, `forward` stays the single-image path (which is what a key frame computes).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -47,6 +55,10 @@ class YolactEdge(nn.Module):
         self.proto_net = build_protonet(config.fpn_channels, config.proto_channels, config.mask_dim)
         self.fpn_phase_1 = FPNPhase1(self.backbone.out_channels, config.fpn_channels)
         self.fpn_phase_2 = FPNPhase2(config.fpn_channels)
+        if config.video:
+            self.spa = SPA(config.fpn_channels)
+            self.flow_net_pre_convs = FlowPreConvs(config.fpn_channels)
+            self.flow_net = FlowNetMini(config.fpn_channels)
         self.prediction_layers = nn.ModuleList(
             [PredictionHead(config.fpn_channels, config.num_classes, config.num_anchors, config.mask_dim)]
         )
@@ -62,19 +74,59 @@ class YolactEdge(nn.Module):
             self._priors[sizes] = torch.from_numpy(make_priors(list(sizes), c.pred_scales, c.aspect_ratios, c.input_size))
         return self._priors[sizes]
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.pixel_mean) / self.pixel_std
+
     def _features(self, x: torch.Tensor):
-        x = (x - self.pixel_mean) / self.pixel_std
-        pyramid = self.fpn_phase_2(self.fpn_phase_1(self.backbone(x)))
+        return self._predict(self.fpn_phase_2(self.fpn_phase_1(self.backbone(self.normalise(x)))))
+
+    def _predict(self, pyramid: list[torch.Tensor]):
+        """P3..P7 → the pyramid, raw head outputs, priors and prototypes."""
         head = self.prediction_layers[0]
         loc, conf, coef = (torch.cat(parts, dim=1) for parts in zip(*(head(p) for p in pyramid)))
-        priors = self.priors_for(pyramid).to(x.device)
+        priors = self.priors_for(pyramid).to(pyramid[0].device)
         return pyramid, loc, conf, coef, priors, prototypes(self.proto_net, pyramid[0])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ boxes [N, A, 4] x1y1x2y2, scores [N, K-1, A] (softmax, background dropped), masks [N, A, P], proto."""
-        _, loc, conf, coef, priors, proto = self._features(x)
+    @staticmethod
+    def _outputs(features) -> Outputs:
+        _, loc, conf, coef, priors, proto = features
         scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)
         return decode_boxes(loc, priors), scores, coef, proto
+
+    def forward(self, x: torch.Tensor) -> Outputs:
+        """→ boxes [N, A, 4] x1y1x2y2, scores [N, K-1, A] (softmax, background dropped), masks [N, A, P], proto."""
+        return self._outputs(self._features(x))
+
+    def key_frame(self, x: torch.Tensor) -> tuple[Outputs, TemporalMemory]:
+        """A video key frame: exactly `forward(x)`'s outputs, plus the memory the following warped frames need."""
+        self._require_video("key_frame")
+        c3, c4, c5 = self.backbone(self.normalise(x))
+        phase_1, lateral = self.fpn_phase_1.with_finest_lateral([c3, c4, c5])
+        outputs = self._outputs(self._predict(self.fpn_phase_2(phase_1)))
+        memory = TemporalMemory(
+            key_p4=phase_1[1].detach(),
+            key_p5=phase_1[2].detach(),
+            key_flow_features=self.flow_net_pre_convs(lateral).detach(),
+            image_shape=(x.shape[0], *x.shape[-2:]),
+            model_id=id(self),
+        )
+        return outputs, memory
+
+    def warped_frame(self, x: torch.Tensor, memory: TemporalMemory | None) -> Outputs:
+        """A non-key frame: backbone up to C3 only, P4/P5 warped from the key frame's memory, then as an image."""
+        self._require_video("warped_frame")
+        memory = check_memory(memory, x, id(self))
+        lateral = self.fpn_phase_1.lat_layers[-1](self.backbone.forward_c3(self.normalise(x)))
+        phase_1 = warped_phase_1(lateral, memory, self.flow_net, self.flow_net_pre_convs, self.spa)
+        return self._outputs(self._predict(self.fpn_phase_2(phase_1)))
+
+    def _require_video(self, method: str) -> None:
+        if not self.config.video:
+            raise VideoModeError(
+                f"{method}: {self.config.name} is an image model without the flow net; "
+                "use a video preset (yolact_edge_vid, yolact_edge_vid_resnet50, yolact_edge_vid_mobilenetv2) "
+                "or load a video checkpoint"
+            )
 
     def forward_train(self, x: torch.Tensor) -> TrainOutputs:
         pyramid, loc, conf, coef, priors, proto = self._features(x)
