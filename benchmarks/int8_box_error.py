@@ -18,7 +18,7 @@ import numpy as np
 
 def box_errors(tflite_path: Path, reference: str, count: int, seed: int) -> dict:
     from yolactedge.export.calibration import synthetic_images
-    from yolactedge.runtime.detector import open_backend
+    from yolactedge.runtime import open_backend
 
     ours = open_backend(tflite_path, "litert", num_threads=2)
     theirs = open_backend(reference, "torch")
