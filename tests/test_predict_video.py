@@ -153,3 +153,38 @@ def test_bench_video_reports_both_modes(capsys, tmp_path, tiny_checkpoint):
     assert code == 2 and "one thread count" in err
     code, _, err = run(capsys, "bench", "--model", tiny_checkpoint, "--video", tmp_path / "none.mp4")
     assert code == 1 and "no such video file" in err
+
+
+def test_a_camera_that_disappears_mid_stream_ends_cleanly(capsys, tmp_path, tiny_checkpoint, monkeypatch):
+    import yolactedge.runtime.images as images_module
+
+    class VanishingCamera:
+        """Delivers three frames, then reads fail as when a USB camera is unplugged."""
+
+        def __init__(self, index):
+            self.left = 3
+
+        def isOpened(self):  # noqa: N802 (OpenCV's name)
+            return True
+
+        def get(self, prop):
+            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self):
+            self.left -= 1
+            return (True, np.full((48, 64, 3), 100, np.uint8)) if self.left >= 0 else (False, None)
+
+        def release(self):
+            pass
+
+    real = cv2.VideoCapture
+    monkeypatch.setattr(images_module.cv2, "VideoCapture",
+                        lambda source: VanishingCamera(source) if isinstance(source, int) else real(source))
+    results = tmp_path / "res.json"
+    code, out, err = run(capsys, "predict", "0", "--model", tiny_checkpoint, "--latest", "--conf", "0.05",
+                         "--out", tmp_path / "o", "--save-json", results)
+    assert code == 0 and "Traceback" not in err
+    processed = int(out.strip().splitlines()[-1].split(" images")[0])
+    assert 1 <= processed <= 3  # --latest may skip a frame that arrived while the model was busy
+    assert frame_count(tmp_path / "o" / "camera0.mp4") == processed
+    assert {r["file_name"].split("#")[0] for r in json.loads(results.read_text())} <= {"camera0"}
