@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from yolactedge import build_model  # noqa: E402
@@ -79,6 +79,22 @@ def test_imgsz_reexports_at_another_size(tiny, tmp_path):
     assert result.input_size == 128
 
 
+def test_separable_upsampling_replaces_the_non_2x_resizes(tiny, tmp_path):
+    """For the Ethos-U: at 100 the FPN upsamples 4→7 and 7→13, which become fixed-weight convolutions; the
+    protonet's exact 2x stays a Resize. The model is left as it was."""
+    from yolactedge.export.onnx import with_input_size
+
+    model = with_input_size(tiny, 100)
+    resizes = {}
+    for separable in (False, True):
+        path = tmp_path / f"separable_{separable}.onnx"
+        info = export_onnx(model, path, separable_upsampling=separable, progress=False)
+        assert info["check"]["max_relative_error"] < 1e-4  # against the PyTorch model
+        resizes[separable] = sum(node.op_type == "Resize" for node in onnx.load(str(path)).graph.node)
+    assert resizes == {False: 3, True: 1}
+    assert model.fpn_phase_1.separable_upsampling is False
+
+
 @pytest.mark.slow
 def test_model_card_shapes_at_550(tmp_path):
     result = export_model(build_model("yolact_edge_mobilenetv2"), "onnx", output=tmp_path / "m.onnx", progress=False)
@@ -105,6 +121,7 @@ def _one_line_error(excinfo) -> str:
     ("coreml", None, None, "unknown format"),
     ("tflite", "int4", None, "unknown precision"),
     ("tflite", "int8", "rpi5", "unknown target"),
+    ("onnx", None, "cpu", "needs --format tflite"),
 ])
 def test_unsupported_combinations(tiny, tmp_path, fmt, precision, target, expected):
     with pytest.raises(ExportError) as excinfo:

@@ -18,7 +18,11 @@ from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
-TARGETS = ("imx8mp", "imx93")
+TARGETS = ("cpu", "imx8mp", "imx93")
+NPU_TARGETS = ("imx8mp", "imx93")  # full-integer graphs only
+# Operators a target's int8 graph keeps in float: on a CPU, LiteRT runs int8 SOFTMAX and EXP on its slow reference
+# kernels (XNNPACK has none), while float ones are XNNPACK's; an NPU (imx8mp, imx93) needs everything int8.
+TARGET_FLOAT_OPS = {"cpu": ("SOFTMAX", "EXP"), "imx8mp": (), "imx93": ()}
 # Output tensors of every TFLite file, by index: the order NXP's YOLACT-Edge example reads them in.
 TFLITE_OUTPUT_ORDER = ("boxes", "scores", "proto", "masks")
 ONNX_OUTPUT_ORDER = ("boxes", "scores", "masks", "proto")
@@ -84,6 +88,10 @@ class ExportResult:
         cpu_types = ", ".join(f"{k} {v}" for k, v in summary.get("CPU operator types", {}).items())
         lines = [f"  vela   {self.vela.get('accelerator', '')}: NPU operators {summary.get('NPU operators', '?')}, "
                  f"CPU operators {summary.get('CPU operators', '?')}" + (f" ({cpu_types})" if cpu_types else "")]
+        placement = self.vela.get("placement")
+        if placement:
+            lines.append(f"         {placement['npu_partitions']} NPU partition(s), "
+                         f"{placement['cpu_to_npu_handovers']} CPU→NPU handover(s) mid-inference")
         if "Estimated inference time" in summary:
             lines.append(f"         estimated {summary['Estimated inference time']}, SRAM "
                          f"{summary.get('Total SRAM used', '?')}, DRAM {summary.get('Total DRAM used', '?')}")

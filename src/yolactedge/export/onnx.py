@@ -7,6 +7,7 @@ size, the preset name, the whole config (JSON) and the yolactedge version.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -104,8 +105,12 @@ def export_onnx(
     check_count: int = 2,
     tolerance: float = ONNX_TOLERANCE,
     progress: bool = True,
+    separable_upsampling: bool = False,
 ) -> dict:
     """Write `model` (a YolactEdge) to `output` atomically; → {"inputs", "outputs", "check", "simplified"}.
+
+    `separable_upsampling`: the FPN's non-2x bilinear upsamplings as fixed-weight convolutions (same values, see
+    `model.upsample`), which Ethos-U NPUs run where they cannot run the resize.
 
     The file appears only after onnxruntime reproduced PyTorch within `tolerance` (max abs error relative to each
     output's largest magnitude) on `check_count` synthetic images; otherwise ExportError and nothing is written.
@@ -119,7 +124,7 @@ def export_onnx(
     images = check_images(size, max(1, check_count))
     example = torch.from_numpy(images[:1].transpose(0, 3, 1, 2).copy())
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), upsampling_form(model, separable_upsampling):
         warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
         try:
             torch.onnx.export(
@@ -134,8 +139,22 @@ def export_onnx(
         proto, simplified = _simplify(proto)
     _set_metadata(proto, model.config)
 
-    info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance, progress=progress)
+    with upsampling_form(model, separable_upsampling):
+        info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance,
+                                      progress=progress)
     return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+
+
+@contextlib.contextmanager
+def upsampling_form(model, separable: bool):
+    """Trace (and check) the model with its FPN upsampling in the separable form or not, then put it back."""
+    phase = model.fpn_phase_1
+    before = phase.separable_upsampling
+    phase.separable_upsampling = separable
+    try:
+        yield
+    finally:
+        phase.separable_upsampling = before
 
 
 def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance: float, progress: bool):
