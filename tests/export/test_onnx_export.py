@@ -79,20 +79,40 @@ def test_imgsz_reexports_at_another_size(tiny, tmp_path):
     assert result.input_size == 128
 
 
-def test_separable_upsampling_replaces_the_non_2x_resizes(tiny, tmp_path):
-    """For the Ethos-U: at 100 the FPN upsamples 4→7 and 7→13, which become fixed-weight convolutions; the
-    protonet's exact 2x stays a Resize. The model is left as it was."""
+def test_target_graph_forms(tiny, tmp_path):
+    """The imx93 form: at 100 the FPN upsamples 4→7 and 7→13, which become fixed-weight convolutions (the
+    protonet's exact 2x stays a Resize), and the input's division by std moves into the first convolution.
+    Both match PyTorch; the model is left as it was."""
     from yolactedge.export.onnx import with_input_size
 
     model = with_input_size(tiny, 100)
-    resizes = {}
-    for separable in (False, True):
-        path = tmp_path / f"separable_{separable}.onnx"
-        info = export_onnx(model, path, separable_upsampling=separable, progress=False)
-        assert info["check"]["max_relative_error"] < 1e-4  # against the PyTorch model
-        resizes[separable] = sum(node.op_type == "Resize" for node in onnx.load(str(path)).graph.node)
-    assert resizes == {False: 3, True: 1}
+    std, weight = model.pixel_std.clone(), next(model.backbone.parameters()).clone()
+    counts = {}
+    for form in (False, True):
+        path = tmp_path / f"form_{form}.onnx"
+        info = export_onnx(model, path, separable_upsampling=form, fold_input_std=form, progress=False)
+        assert info["check"]["max_relative_error"] < 1e-4  # against the PyTorch model as it was
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        counts[form] = (ops.count("Resize"), ops.count("Div"), ops.count("Sub"))
+    (resizes, divs, subs), folded = counts[False], counts[True]
+    assert resizes == 3 and folded == (1, divs - 1, subs)  # the boxes' decoding keeps its own Div and Sub
     assert model.fpn_phase_1.separable_upsampling is False
+    assert torch.equal(model.pixel_std, std) and torch.equal(next(model.backbone.parameters()), weight)
+
+
+@pytest.mark.parametrize("preset", ["yolact_edge_mobilenetv2", "yolact_edge_resnet50"])
+def test_folding_the_input_std_keeps_the_outputs(preset):
+    """Zero padding commutes with the per-channel 1/std, so the first convolution can take it on either backbone."""
+    from yolactedge.export.onnx import graph_form
+
+    model = build_model(preset, input_size=64).eval()
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        before = model(image)
+        with graph_form(model, separable_upsampling=False, fold_input_std=True):
+            folded = model(image)
+    for a, b in zip(before, folded):
+        assert float((a - b).abs().max()) <= 1e-4 * max(float(a.abs().max()), 1.0)
 
 
 @pytest.mark.slow

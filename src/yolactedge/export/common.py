@@ -18,11 +18,28 @@ from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
-TARGETS = ("cpu", "imx8mp", "imx93")
 NPU_TARGETS = ("imx8mp", "imx93")  # full-integer graphs only
-# Operators a target's int8 graph keeps in float: on a CPU, LiteRT runs int8 SOFTMAX and EXP on its slow reference
-# kernels (XNNPACK has none), while float ones are XNNPACK's; an NPU (imx8mp, imx93) needs everything int8.
-TARGET_FLOAT_OPS = {"cpu": ("SOFTMAX", "EXP"), "imx8mp": (), "imx93": ()}
+
+
+@dataclass(frozen=True)
+class TargetGraph:
+    """How a target's int8 graph differs from the plain one; every form keeps the float model's values."""
+
+    # Kept in float: LiteRT runs int8 SOFTMAX and EXP on slow reference kernels (XNNPACK has none); NPUs need int8.
+    float_ops: tuple[str, ...] = ()
+    # The FPN's non-2x resizes as fixed-weight convolutions, which Vela places on the Ethos-U NPU.
+    separable_upsampling: bool = False
+    # The input's division by std folded into the first convolution: one int8 op over the whole image less.
+    fold_input_std: bool = False
+
+
+# imx8mp keeps the plain graph (its NPU cannot be measured here); None (no --target) is the plain graph too.
+TARGET_GRAPHS = {
+    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), fold_input_std=True),
+    "imx8mp": TargetGraph(),
+    "imx93": TargetGraph(separable_upsampling=True, fold_input_std=True),
+}
+TARGETS = tuple(TARGET_GRAPHS)
 # Output tensors of every TFLite file, by index: the order NXP's YOLACT-Edge example reads them in.
 TFLITE_OUTPUT_ORDER = ("boxes", "scores", "proto", "masks")
 ONNX_OUTPUT_ORDER = ("boxes", "scores", "masks", "proto")

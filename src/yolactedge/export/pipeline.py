@@ -14,7 +14,7 @@ from typing import Any
 from ..modelmeta import model_metadata
 from .calibration import calibration_dataset, held_out_images
 from .common import (
-    FORMATS, NPU_TARGETS, PRECISIONS, TARGET_FLOAT_OPS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages,
+    FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages,
     atomic_replace, write_json,
 )
 
@@ -243,19 +243,19 @@ def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int,
 def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: str | None,
                  result_warnings: list[str]):
     """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None): the given ONNX file, or
-    one exported from the checkpoint into `workdir` (for the Ethos-U NPU with its FPN upsampling in the form
-    Vela places on the NPU)."""
+    one exported from the checkpoint into `workdir` in the target's graph form (`TARGET_GRAPHS`)."""
     from .onnx import export_onnx
 
-    npu = target == "imx93"
+    form = TARGET_GRAPHS.get(target)
     if source.onnx_path is not None:
-        if npu:
+        if form is not None and form.separable_upsampling:
             _warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
                   "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
         return source.onnx_path, source.simplified, None
     onnx_path = workdir / "model.onnx"
     check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
-                       separable_upsampling=npu)["check"]
+                       separable_upsampling=bool(form and form.separable_upsampling),
+                       fold_input_std=bool(form and form.fold_input_std))["check"]
     return onnx_path, True, check
 
 
@@ -351,7 +351,7 @@ def _check_input(detail: dict, precision: str, result_warnings: list[str]) -> No
 
 def _float_ops(target: str | None, precision: str) -> tuple[str, ...]:
     """The operator types the target's int8 graph keeps in float (none for other precisions)."""
-    return TARGET_FLOAT_OPS.get(target, ()) if precision == "int8" else ()
+    return TARGET_GRAPHS[target].float_ops if target is not None and precision == "int8" else ()
 
 
 def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:
