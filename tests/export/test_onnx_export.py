@@ -150,6 +150,14 @@ def test_unsupported_combinations(tiny, tmp_path, fmt, precision, target, expect
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cpu_target_takes_every_tflite_precision():
+    """A CPU runs float files too; only the NPU targets need full integer (and int8 is the default)."""
+    from yolactedge.export.pipeline import check_request
+
+    assert [check_request("tflite", p, "cpu") for p in (None, "fp32", "fp16", "int16x8")] == [
+        "int8", "fp32", "fp16", "int16x8"]
+
+
 def test_checkpoint_of_another_network(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, path)
