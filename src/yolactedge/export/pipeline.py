@@ -103,9 +103,10 @@ def export_model(
     precision: TFLite only: "fp32", "fp16", "int8" (default; full integer, int8 input, float32 outputs) or
         "int16x8" (int16 activations, int8 weights, float32 input and outputs). ONNX is always fp32.
     calib: folder of calibration images (searched recursively); None renders synthetic images (with a warning).
-    target: "cpu" (int8 with SOFTMAX and EXP in float, which XNNPACK runs faster), "imx8mp" (all int8, for the
-        i.MX 8M Plus NPU) or "imx93" (all int8, FPN upsampling in an NPU-placeable form, compiled by Vela for
-        the Ethos-U65). None: the plain int8 file, as imx8mp.
+    target: the graph's form (`common.TARGET_GRAPHS`, same values): "cpu" (int8 with SOFTMAX and EXP in float,
+        which XNNPACK runs faster; any precision), "imx8mp" (the plain all-int8 graph, for the i.MX 8M Plus NPU)
+        or "imx93" (all int8, FPN upsampling in an NPU-placeable form, compiled by Vela for the Ethos-U65).
+        None: the plain graph.
     verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
         images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
         thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
@@ -278,8 +279,9 @@ def _checked_interface(data: bytes, precision: str, target: str | None, result_w
     the target's graph has by design are not stray: its float ops, the Ethos-U upsampling's transposes)."""
     from .tflite_file import inspect_tflite
 
+    separable = target is not None and TARGET_GRAPHS[target].separable_upsampling
     info = inspect_tflite(data, precision, float_ops=_float_ops(target, precision),
-                          transposes=-1 if target == "imx93" else None)
+                          transposes=-1 if separable else None)
     if info["output_order"] != list(TFLITE_OUTPUT_ORDER):
         raise ExportError(f"TFLite output order is {info['output_order']}, expected {list(TFLITE_OUTPUT_ORDER)}")
     _check_input(info["inputs"][0], precision, result_warnings)
