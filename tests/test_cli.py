@@ -84,6 +84,14 @@ def test_export_refuses_unsupported_pairs(capsys, tiny_checkpoint):
     assert code != 0 and "Traceback" not in err and err.startswith("error")
 
 
+def test_export_unknown_target_lists_the_targets(capsys, tiny_checkpoint):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tiny_checkpoint), "--target", "rpi5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'rpi5' (choose from 'cpu', 'imx8mp', 'imx93')" in err and "Traceback" not in err
+
+
 def test_bench_and_synth_bad_numbers(capsys, tmp_path, tiny_checkpoint):
     code, _, err = run(capsys, "bench", "--model", str(tmp_path / "none.tflite"))
     assert_one_line_error(code, err, "no such model file")

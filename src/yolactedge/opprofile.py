@@ -90,7 +90,8 @@ def _read_model(path: str | os.PathLike):
     return model
 
 
-def _op_name(model, op) -> str:
+def op_type_name(model, op) -> str:
+    """The operator type of `op` in a ModelT: the builtin name, or the custom code (e.g. ethos-u)."""
     schema = _schema()
     code = model.operatorCodes[op.opcodeIndex]
     value = max(code.builtinCode, code.deprecatedBuiltinCode)
@@ -206,7 +207,7 @@ def _op_timings(path: str | os.PathLike, threads: int, runs: int, warmup: int) -
         first_out = TENSOR_DTYPES.get(graph.tensors[op.outputs[0]].type)
         dtypes = f"{np.dtype(first_in).name if first_in else '-'}→{np.dtype(first_out).name if first_out else '?'}"
         timings.append(OpTiming(
-            index=index, op=_op_name(model, op), output_shape=[int(v) for v in graph.tensors[op.outputs[0]].shape],
+            index=index, op=op_type_name(model, op), output_shape=[int(v) for v in graph.tensors[op.outputs[0]].shape],
             dtypes=dtypes, in_fast_kernels=delegated, median_us=_median_invoke_us(interpreter, runs, warmup)))
     return timings
 

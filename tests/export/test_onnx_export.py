@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from yolactedge import build_model  # noqa: E402
@@ -79,6 +79,42 @@ def test_imgsz_reexports_at_another_size(tiny, tmp_path):
     assert result.input_size == 128
 
 
+def test_target_graph_forms(tiny, tmp_path):
+    """The imx93 form: at 100 the FPN upsamples 4→7 and 7→13, which become fixed-weight convolutions (the
+    protonet's exact 2x stays a Resize), and the input's division by std moves into the first convolution.
+    Both match PyTorch; the model is left as it was."""
+    from yolactedge.export.onnx import with_input_size
+
+    model = with_input_size(tiny, 100)
+    std, weight = model.pixel_std.clone(), next(model.backbone.parameters()).clone()
+    counts = {}
+    for form in (False, True):
+        path = tmp_path / f"form_{form}.onnx"
+        info = export_onnx(model, path, separable_upsampling=form, fold_input_std=form, progress=False)
+        assert info["check"]["max_relative_error"] < 1e-4  # against the PyTorch model as it was
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        counts[form] = (ops.count("Resize"), ops.count("Div"), ops.count("Sub"))
+    (resizes, divs, subs), folded = counts[False], counts[True]
+    assert resizes == 3 and folded == (1, divs - 1, subs)  # the boxes' decoding keeps its own Div and Sub
+    assert model.fpn_phase_1.separable_upsampling is False
+    assert torch.equal(model.pixel_std, std) and torch.equal(next(model.backbone.parameters()), weight)
+
+
+@pytest.mark.parametrize("preset", ["yolact_edge_mobilenetv2", "yolact_edge_resnet50"])
+def test_folding_the_input_std_keeps_the_outputs(preset):
+    """Zero padding commutes with the per-channel 1/std, so the first convolution can take it on either backbone."""
+    from yolactedge.export.onnx import graph_form
+
+    model = build_model(preset, input_size=64).eval()
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        before = model(image)
+        with graph_form(model, separable_upsampling=False, fold_input_std=True):
+            folded = model(image)
+    for a, b in zip(before, folded):
+        assert float((a - b).abs().max()) <= 1e-4 * max(float(a.abs().max()), 1.0)
+
+
 @pytest.mark.slow
 def test_model_card_shapes_at_550(tmp_path):
     result = export_model(build_model("yolact_edge_mobilenetv2"), "onnx", output=tmp_path / "m.onnx", progress=False)
@@ -105,12 +141,21 @@ def _one_line_error(excinfo) -> str:
     ("coreml", None, None, "unknown format"),
     ("tflite", "int4", None, "unknown precision"),
     ("tflite", "int8", "rpi5", "unknown target"),
+    ("onnx", None, "cpu", "needs --format tflite"),
 ])
 def test_unsupported_combinations(tiny, tmp_path, fmt, precision, target, expected):
     with pytest.raises(ExportError) as excinfo:
         export_model(tiny, fmt, precision=precision, target=target, output=tmp_path / "out", progress=False)
     assert expected in _one_line_error(excinfo)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cpu_target_takes_every_tflite_precision():
+    """A CPU runs float files too; only the NPU targets need full integer (and int8 is the default)."""
+    from yolactedge.export.pipeline import check_request
+
+    assert [check_request("tflite", p, "cpu") for p in (None, "fp32", "fp16", "int16x8")] == [
+        "int8", "fp32", "fp16", "int16x8"]
 
 
 def test_checkpoint_of_another_network(tmp_path):

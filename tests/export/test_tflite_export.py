@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
 
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 from yolactedge.export import ExportError, export_model  # noqa: E402
 from yolactedge.export import vela as vela_mod  # noqa: E402
@@ -27,6 +27,7 @@ from yolactedge.export.onnx2tf_step import SAMPLE_DATA_FILE, onnx_to_keras  # no
 from yolactedge.export.tflite_file import inspect_tflite, reorder_outputs, signature_outputs  # noqa: E402
 from yolactedge.export.vela import run_vela, vela_available  # noqa: E402
 from yolactedge.export.verify import VerificationError, open_model, run_model, verify_tflite  # noqa: E402
+from yolactedge.modelmeta import read_tflite_metadata  # noqa: E402
 
 from export_models import SIZE, tiny_model  # noqa: E402
 from yolactedge.export import verify as verify_mod  # noqa: E402
@@ -109,12 +110,22 @@ def int8(tiny, calib_dir, tmp_path_factory, no_network):
 
 
 @pytest.fixture(scope="module")
+def int8_cpu(tiny, calib_dir, tmp_path_factory, no_network):
+    out = tmp_path_factory.mktemp("int8_cpu") / "tiny_int8_cpu.tflite"
+    return export_model(tiny, "tflite", precision="int8", calib=calib_dir, calib_count=12, output=out, target="cpu",
+                        progress=False)
+
+
+@pytest.fixture(scope="module")
 def onnx_file(tiny, tmp_path_factory):
     return export_model(tiny, "onnx", output=tmp_path_factory.mktemp("onnx") / "tiny.onnx", progress=False).path
 
 
-def test_int8_interface(int8):
-    result, _ = int8
+@pytest.mark.parametrize("target", ["imx8mp", "cpu"])
+def test_int8_interface(target, request):
+    """NXP's interface for every target: int8 input (scale 1, zero point -128), float32 outputs in the order
+    boxes, scores, proto, masks (imx93: test_imx93_export_places_everything_on_the_npu)."""
+    result = request.getfixturevalue("int8")[0] if target == "imx8mp" else request.getfixturevalue("int8_cpu")
     interpreter = Interpreter(model_path=str(result.path))
     (inp,) = interpreter.get_input_details()
     assert inp["dtype"] == np.int8
@@ -128,8 +139,29 @@ def test_int8_interface(int8):
     assert all(d["dtype"] == np.float32 for d in details)
     assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["input"], "outputs": sorted(ORDER)}}
     assert result.output_order == ORDER
-    assert result.target == "imx8mp" and result.vela is None  # i.MX 8M Plus takes the plain int8 file
+    assert result.target == target and result.vela is None  # only imx93 goes through Vela
     assert result.calibration["calibrator"].startswith("fast")
+    assert read_tflite_metadata(result.path)["target"] == target
+    assert json.loads(result.path.with_suffix(".json").read_text())["target"] == target
+
+
+def _op_input_dtypes(path: Path) -> dict[str, str]:
+    """Each operator type's first input dtype (the last one listed wins)."""
+    interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return {op["op_name"]: np.dtype(tensors[op["inputs"][0]]["dtype"]).name for op in interpreter._get_ops_details()}
+
+
+def test_cpu_target_keeps_softmax_and_exp_in_float(int8, int8_cpu):
+    """XNNPACK has no int8 SOFTMAX or EXP: the cpu graph runs them in float, the NPU graph keeps them int8."""
+    npu, cpu = _op_input_dtypes(int8[0].path), _op_input_dtypes(int8_cpu.path)
+    assert (npu["SOFTMAX"], npu["EXP"]) == ("int8", "int8")
+    assert (cpu["SOFTMAX"], cpu["EXP"]) == ("float32", "float32")
+    assert cpu["CONV_2D"] == "int8"
+    assert int8_cpu.stray_ops == []  # the float ops are by design...
+    assert "SOFTMAX computes in float" in inspect_tflite(int8_cpu.path, "int8")["stray_ops"]  # ...not elsewhere
+    for name in ORDER:
+        assert int8_cpu.verification["outputs"][name]["max_abs"] < 0.1, name
 
 
 def test_int8_boxes_are_quantized_over_the_image(int8):
@@ -354,7 +386,7 @@ def test_empty_and_too_small_folders(tmp_path):
     write_images(tmp_path / "few", 4)
     with pytest.raises(ExportError, match="only 4 usable calibration image") as excinfo:
         load_calibration_images(tmp_path / "few", count=100, size=32, progress=False)
-    assert "\n" not in str(excinfo.value)
+    assert "\n" not in str(excinfo.value) and "add images to the folder or lower --calib-count" in str(excinfo.value)
     write_images(tmp_path / "some", 12)
     with pytest.warns(UserWarning, match="fewer than the 50 requested"):
         images, _ = load_calibration_images(tmp_path / "some", count=50, size=32, progress=False)
@@ -387,26 +419,36 @@ def test_float_io_precisions(onnx_file, tmp_path, precision, no_network):
     assert result.stray_ops == []
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not vela_available(), reason="ethos-u-vela is not installed")
-def test_imx93_export_runs_vela(onnx_file, calib_dir, tmp_path, no_network):
+def test_imx93_export_places_everything_on_the_npu(tiny, calib_dir, tmp_path, no_network):
+    """At 100 the FPN upsamples 4→7 and 7→13 (not 2x, which Vela would leave on the CPU): the imx93 graph's
+    separable form puts them on the NPU, so only the four output DEQUANTIZE stay on the CPU, in one partition."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = export_model(onnx_file, "tflite", target="imx93", calib=calib_dir, calib_count=12,
+        result = export_model(tiny, "tflite", target="imx93", calib=calib_dir, calib_count=12, imgsz=100,
                               output=tmp_path, progress=False)
-    assert result.path == tmp_path / "tiny_int8_vela.tflite" and result.path.is_file()
+    assert result.path == tmp_path / "yolact_edge_demo_int8_vela.tflite" and result.path.is_file()
     assert result.vela["accelerator"] == "ethos-u65-256"
     assert result.vela["output_order"] == ORDER
-    assert "NPU operators" in result.vela["summary"]
-    assert result.op_histogram.get("ethos-u") == 1  # the result describes the file written: Vela's
+    assert result.inputs[0]["dtype"] == "int8" and [o["dtype"] for o in result.outputs] == ["float32"] * 4
+    assert result.vela["summary"]["CPU operator types"] == {"DEQUANTIZE": 4}
+    assert result.vela["placement"] == {"npu_partitions": 1, "cpu_operators": {"DEQUANTIZE": 4},
+                                        "cpu_to_npu_handovers": 0}
+    assert result.op_histogram == {"DEQUANTIZE": 4, "ethos-u": 1}  # the result describes the file written: Vela's
     assert result.size_bytes == result.path.stat().st_size
-    assert "  vela   ethos-u65-256: NPU operators" in result.summary()
-    from yolactedge.modelmeta import read_tflite_metadata
-
+    summary = result.summary()
+    assert "  vela   ethos-u65-256: NPU operators" in summary and "(DEQUANTIZE 4)" in summary
+    assert "1 NPU partition(s), 0 CPU→NPU handover(s)" in summary
     assert read_tflite_metadata(result.path)["target"] == "imx93"
+    sidecar = json.loads(result.path.with_suffix(".json").read_text())
+    assert sidecar["target"] == "imx93" and sidecar["vela"]["placement"] == result.vela["placement"]
+    assert sidecar["vela"]["summary"]["Estimated inference time"].endswith(" ms")
     assert json.loads(result.verify_json.read_text())["note"].startswith("verified the int8 model before Vela")
+    for name in ORDER:
+        assert result.verification["outputs"][name]["max_abs"] < 0.1, name
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "tiny_int8_vela.json", "tiny_int8_vela.tflite", "tiny_int8_vela.verify.json"]
+        "yolact_edge_demo_int8_vela.json", "yolact_edge_demo_int8_vela.tflite",
+        "yolact_edge_demo_int8_vela.verify.json"]
 
 
 # --- metadata -------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
+from ..export.common import TARGETS
 from ..runtime.detector import DEFAULT_SCORE_THRESHOLD
 from .commands import (
     cmd_bench, cmd_compare, cmd_data_synth, cmd_data_synth_video, cmd_demo, cmd_export, cmd_info,
@@ -66,7 +67,9 @@ def _add_export(sub) -> None:
     export.add_argument("--calib-seed", type=int, default=1337)
     export.add_argument("--imgsz", type=int, help="input size (default: the model's own)")
     export.add_argument("--output", help="output file (default: beside the model)")
-    export.add_argument("--target", choices=("imx8mp", "imx93"), help="imx93 compiles for the Ethos-U65 with Vela")
+    export.add_argument("--target", choices=TARGETS,
+                        help="cpu: int8 with float softmax/exp (XNNPACK); imx8mp: all int8 for the NPU; "
+                             "imx93: all int8 compiled for the Ethos-U65 with Vela")
     export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
     export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
     export.add_argument("--reference", help="with --verify-only: the float checkpoint, 'demo' or .onnx to compare with")

@@ -87,7 +87,7 @@ def load_calibration_images(
     if not exclude and len(images) < needed:
         raise ExportError(
             f"{folder}: only {len(images)} usable calibration image(s) ({len(unreadable)} unreadable); "
-            f"at least {needed} needed"
+            f"at least {needed} needed: add images to the folder or lower --calib-count"
         )
     if not exclude and len(images) < count:
         warnings.warn(f"{folder}: calibrating on {len(images)} images, fewer than the {count} requested", stacklevel=2)

@@ -18,7 +18,28 @@ from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
-TARGETS = ("imx8mp", "imx93")
+NPU_TARGETS = ("imx8mp", "imx93")  # full-integer graphs only
+
+
+@dataclass(frozen=True)
+class TargetGraph:
+    """How a target's int8 graph differs from the plain one; every form keeps the float model's values."""
+
+    # Kept in float: LiteRT runs int8 SOFTMAX and EXP on slow reference kernels (XNNPACK has none); NPUs need int8.
+    float_ops: tuple[str, ...] = ()
+    # The FPN's non-2x resizes as fixed-weight convolutions, which Vela places on the Ethos-U NPU.
+    separable_upsampling: bool = False
+    # The input's division by std folded into the first convolution: one int8 op over the whole image less.
+    fold_input_std: bool = False
+
+
+# imx8mp keeps the plain graph (its NPU cannot be measured here); None (no --target) is the plain graph too.
+TARGET_GRAPHS = {
+    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), fold_input_std=True),
+    "imx8mp": TargetGraph(),
+    "imx93": TargetGraph(separable_upsampling=True, fold_input_std=True),
+}
+TARGETS = tuple(TARGET_GRAPHS)
 # Output tensors of every TFLite file, by index: the order NXP's YOLACT-Edge example reads them in.
 TFLITE_OUTPUT_ORDER = ("boxes", "scores", "proto", "masks")
 ONNX_OUTPUT_ORDER = ("boxes", "scores", "masks", "proto")
@@ -84,6 +105,10 @@ class ExportResult:
         cpu_types = ", ".join(f"{k} {v}" for k, v in summary.get("CPU operator types", {}).items())
         lines = [f"  vela   {self.vela.get('accelerator', '')}: NPU operators {summary.get('NPU operators', '?')}, "
                  f"CPU operators {summary.get('CPU operators', '?')}" + (f" ({cpu_types})" if cpu_types else "")]
+        placement = self.vela.get("placement")
+        if placement:
+            lines.append(f"         {placement['npu_partitions']} NPU partition(s), "
+                         f"{placement['cpu_to_npu_handovers']} CPU→NPU handover(s) mid-inference")
         if "Estimated inference time" in summary:
             lines.append(f"         estimated {summary['Estimated inference time']}, SRAM "
                          f"{summary.get('Total SRAM used', '?')}, DRAM {summary.get('Total DRAM used', '?')}")

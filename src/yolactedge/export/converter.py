@@ -29,7 +29,7 @@ class _Hidden:
 
 def keras_to_tflite(
     keras_model, precision: str, calib_images: np.ndarray | None = None, *, progress: bool = True,
-    calibrator: str = "fast", info: dict | None = None,
+    calibrator: str = "fast", info: dict | None = None, float_ops: tuple[str, ...] = (),
 ) -> bytes:
     """Convert onnx2tf's Keras model → TFLite bytes with signature outputs named as the ONNX outputs, in
     TFLITE_OUTPUT_ORDER by index.
@@ -40,6 +40,7 @@ def keras_to_tflite(
     calibrator: "fast" (statistics from a multi-threaded XNNPACK run, see `fast_calibration`) or
         "tensorflow" (TensorFlow's own single-threaded calibrator).
     info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions.
+    float_ops: int8 only: TFLite operator types left in float (with a DEQUANTIZE before them), e.g. SOFTMAX.
     """
     tf = import_tensorflow()
     names = list(keras_model.output_names)
@@ -57,11 +58,11 @@ def keras_to_tflite(
     concrete = serve.get_concrete_function()
     state: dict = {}
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state)
+    data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
     del converter, concrete, module, serve
     if not signature_outputs(data):  # the wrapper could not be saved: the slower Keras path keeps the names
         converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-        data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state)
+        data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
         del converter
         if not signature_outputs(data):
             raise ExportError("TFLite conversion lost the serving signature; cannot name the outputs")
@@ -74,10 +75,15 @@ def keras_to_tflite(
     return reorder_outputs(data, TFLITE_OUTPUT_ORDER)
 
 
-def _run_converter(converter, tf, precision: str, calib_images, progress: bool, calibrator: str, state: dict) -> bytes:
-    with warnings.catch_warnings(), quiet_fds() as stderr:
+def _run_converter(converter, tf, precision: str, calib_images, progress: bool, calibrator: str, state: dict,
+                   float_ops: tuple[str, ...] = ()) -> bytes:
+    if float_ops and precision != "int8":
+        raise ExportError(f"float operators inside a {precision} graph are not supported (int8 only)")
+    with warnings.catch_warnings(), quiet_fds() as stderr, kept_in_float(float_ops):
         warnings.simplefilter("ignore")
         _configure(converter, tf, precision, calib_images, progress, stderr)
+        if float_ops:  # the denylisted operators stay float builtins
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         if precision in ("int8", "int16x8") and calibrator == "fast":
             patch = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr)
         else:
@@ -89,6 +95,27 @@ def _run_converter(converter, tf, precision: str, calib_images, progress: bool, 
             raise
         except Exception as exc:
             raise ExportError(f"TFLite {precision} conversion failed: {one_line(exc)[:300]}") from None
+
+
+@contextlib.contextmanager
+def kept_in_float(op_types: tuple[str, ...]):
+    """Have TensorFlow's int8 quantizer leave these operator types in float (its `denylisted_ops`, which the
+    public converter API does not expose)."""
+    if not op_types:
+        yield
+        return
+    from tensorflow.lite.python import lite
+
+    original = lite._mlir_quantize
+
+    def quantize(*args, **kwargs):
+        return original(*args, **kwargs, denylisted_ops=list(op_types))
+
+    lite._mlir_quantize = quantize
+    try:
+        yield
+    finally:
+        lite._mlir_quantize = original
 
 
 def _configure(converter, tf, precision: str, calib_images, progress: bool, stderr=None) -> None:

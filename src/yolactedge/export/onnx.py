@@ -7,6 +7,7 @@ size, the preset name, the whole config (JSON) and the yolactedge version.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -104,8 +105,15 @@ def export_onnx(
     check_count: int = 2,
     tolerance: float = ONNX_TOLERANCE,
     progress: bool = True,
+    separable_upsampling: bool = False,
+    fold_input_std: bool = False,
 ) -> dict:
     """Write `model` (a YolactEdge) to `output` atomically; → {"inputs", "outputs", "check", "simplified"}.
+
+    `separable_upsampling`: the FPN's non-2x bilinear upsamplings as fixed-weight convolutions (same values, see
+    `model.upsample`), which Ethos-U NPUs run where they cannot run the resize.
+    `fold_input_std`: the input normalisation's division by std folded into the first convolution's weights
+    (same values, one elementwise op over the whole image less, see `graph_form`).
 
     The file appears only after onnxruntime reproduced PyTorch within `tolerance` (max abs error relative to each
     output's largest magnitude) on `check_count` synthetic images; otherwise ExportError and nothing is written.
@@ -119,7 +127,8 @@ def export_onnx(
     images = check_images(size, max(1, check_count))
     example = torch.from_numpy(images[:1].transpose(0, 3, 1, 2).copy())
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    form = graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std)
+    with warnings.catch_warnings(), torch.no_grad(), form:
         warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
         try:
             torch.onnx.export(
@@ -134,8 +143,43 @@ def export_onnx(
         proto, simplified = _simplify(proto)
     _set_metadata(proto, model.config)
 
-    info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance, progress=progress)
+    with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
+        info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance,
+                                      progress=progress)
     return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
+
+
+@contextlib.contextmanager
+def graph_form(model, *, separable_upsampling: bool, fold_input_std: bool):
+    """Trace (and check) the model in a target's graph form, then put it back as it was.
+
+    fold_input_std: conv(W, pad0((x - mean) / std)) = conv(W / std, pad0(x - mean)), since zero padding commutes
+    with a per-channel scale; the first 3-channel convolution takes the 1/std and the division (a MUL over the
+    whole image in the int8 graph) disappears (onnxsim drops the division by one).
+    """
+    phase = model.fpn_phase_1
+    before = phase.separable_upsampling
+    conv = _image_conv(model) if fold_input_std else None
+    weight, std = (conv.weight.data.clone(), model.pixel_std.clone()) if conv is not None else (None, None)
+    phase.separable_upsampling = separable_upsampling
+    if conv is not None:
+        conv.weight.data /= std.view(1, -1, 1, 1)
+        model.pixel_std.fill_(1.0)
+    try:
+        yield
+    finally:
+        phase.separable_upsampling = before
+        if conv is not None:
+            conv.weight.data.copy_(weight)
+            model.pixel_std.copy_(std)
+
+
+def _image_conv(model):
+    """The backbone's convolution on the normalised image: the only one with 3 input channels."""
+    import torch
+
+    (conv,) = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 3]
+    return conv
 
 
 def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance: float, progress: bool):

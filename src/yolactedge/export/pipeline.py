@@ -14,7 +14,8 @@ from typing import Any
 from ..modelmeta import model_metadata
 from .calibration import calibration_dataset, held_out_images
 from .common import (
-    FORMATS, PRECISIONS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace, write_json,
+    FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages,
+    atomic_replace, write_json,
 )
 
 VERIFY_SEED_OFFSET = 1  # held-out images use calib_seed + 1
@@ -35,8 +36,9 @@ def check_request(format: str, precision: str | None, target: str | None) -> str
             raise ExportError(f"--target {target} needs --format tflite --precision int8")
         return "fp32"
     precision = precision or "int8"
-    if target is not None and precision != "int8":
-        raise ExportError(f"--target {target} runs full-integer models only: use --precision int8, not {precision}")
+    if target in NPU_TARGETS and precision != "int8":
+        raise ExportError(f"--target {target} runs full-integer models only: use --precision int8, not {precision} "
+                          f"(or --target cpu)")
     return precision
 
 
@@ -101,7 +103,10 @@ def export_model(
     precision: TFLite only: "fp32", "fp16", "int8" (default; full integer, int8 input, float32 outputs) or
         "int16x8" (int16 activations, int8 weights, float32 input and outputs). ONNX is always fp32.
     calib: folder of calibration images (searched recursively); None renders synthetic images (with a warning).
-    target: "imx8mp" (the plain int8 file) or "imx93" (int8 compiled by Vela for the Ethos-U65).
+    target: the graph's form (`common.TARGET_GRAPHS`, same values): "cpu" (int8 with SOFTMAX and EXP in float,
+        which XNNPACK runs faster; any precision), "imx8mp" (the plain all-int8 graph, for the i.MX 8M Plus NPU)
+        or "imx93" (all int8, FPN upsampling in an NPU-placeable form, compiled by Vela for the Ethos-U65).
+        None: the plain graph.
     verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
         images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
         thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
@@ -190,12 +195,13 @@ def export_tflite(
         if precision in ("int8", "int16x8"):
             calib_images, calib_info = _calibration_images(stages, calib, calib_count, calib_seed,
                                                            source.input_size, progress, result_warnings)
-        onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress)
-        data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress)
+        onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress, target, result_warnings)
+        data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress,
+                                      _float_ops(target, precision))
         release_tf()
         metadata = model_metadata(source.config, precision=precision, target=target)
         data = embed_metadata(data, metadata)
-        info = _checked_interface(data, precision, result_warnings)
+        info = _checked_interface(data, precision, target, result_warnings)
         model_file = workdir / (path.stem.removesuffix("_vela") + ".tflite")
         model_file.write_bytes(data)
         verification = None
@@ -212,7 +218,7 @@ def export_tflite(
             vela["path"] = str(path)
             info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
         atomic_replace(final, path)
-    verify_json = _write_reports(path, source, precision, target, verification)
+    verify_json = _write_reports(path, source, precision, target, verification, vela)
     result = ExportResult(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
@@ -235,36 +241,47 @@ def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int,
     return images, info
 
 
-def _onnx_source(stages: Stages, source, workdir: Path, progress: bool):
+def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: str | None,
+                 result_warnings: list[str]):
     """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None): the given ONNX file, or
-    one exported from the checkpoint into `workdir`."""
+    one exported from the checkpoint into `workdir` in the target's graph form (`TARGET_GRAPHS`)."""
     from .onnx import export_onnx
 
+    form = TARGET_GRAPHS.get(target)
     if source.onnx_path is not None:
+        if form is not None and form.separable_upsampling:
+            _warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
+                  "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
         return source.onnx_path, source.simplified, None
     onnx_path = workdir / "model.onnx"
-    check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress)["check"]
+    check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
+                       separable_upsampling=bool(form and form.separable_upsampling),
+                       fold_input_std=bool(form and form.fold_input_std))["check"]
     return onnx_path, True, check
 
 
 def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, precision: str, calib_images,
-             progress: bool) -> tuple[bytes, dict]:
-    """ONNX → Keras → TFLite bytes in the NXP output order, and what the converter reported."""
+             progress: bool, float_ops: tuple[str, ...]) -> tuple[bytes, dict]:
+    """ONNX → Keras → TFLite bytes in the NXP output order (with `float_ops` left in float), and what the
+    converter reported."""
     from .converter import keras_to_tflite
     from .onnx2tf_step import onnx_to_keras
 
     keras_model = stages.run("ONNX → TensorFlow (onnx2tf)", onnx_to_keras, onnx_path, workdir, simplified=simplified)
     convert_info: dict = {}
     data = stages.run(f"TFLite {precision}", keras_to_tflite, keras_model, precision, calib_images,
-                      progress=progress, info=convert_info)
+                      progress=progress, info=convert_info, float_ops=float_ops)
     return data, convert_info
 
 
-def _checked_interface(data: bytes, precision: str, result_warnings: list[str]) -> dict:
-    """The file's interface and ops, refusing a wrong output order or input type and warning on stray ops."""
+def _checked_interface(data: bytes, precision: str, target: str | None, result_warnings: list[str]) -> dict:
+    """The file's interface and ops, refusing a wrong output order or input type and warning on stray ops (those
+    the target's graph has by design are not stray: its float ops, the Ethos-U upsampling's transposes)."""
     from .tflite_file import inspect_tflite
 
-    info = inspect_tflite(data, precision)
+    separable = target is not None and TARGET_GRAPHS[target].separable_upsampling
+    info = inspect_tflite(data, precision, float_ops=_float_ops(target, precision),
+                          transposes=-1 if separable else None)
     if info["output_order"] != list(TFLITE_OUTPUT_ORDER):
         raise ExportError(f"TFLite output order is {info['output_order']}, expected {list(TFLITE_OUTPUT_ORDER)}")
     _check_input(info["inputs"][0], precision, result_warnings)
@@ -285,7 +302,7 @@ def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: 
     """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file,
     its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the CPU)."""
     from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
-    from .vela import run_vela
+    from .vela import npu_placement, run_vela
 
     vela = stages.run("Vela (Ethos-U65)", run_vela, model_file, workdir / "vela")
     final = Path(vela["path"])
@@ -297,17 +314,22 @@ def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: 
     compiled_info = inspect_tflite(compiled)
     vela["op_histogram"] = compiled_info["op_histogram"]
     vela["output_order"] = compiled_info["output_order"]
+    vela["placement"] = npu_placement(compiled)
     return vela, final, compiled_info
 
 
-def _write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None) -> Path | None:
-    """The `<stem>.json` sidecar and, after a verification, `<stem>.verify.json` → the latter's path."""
+def _write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None,
+                   vela: dict | None) -> Path | None:
+    """The `<stem>.json` sidecar (with Vela's placement for imx93) and, after a verification,
+    `<stem>.verify.json` → the latter's path."""
     from ..config import config_to_dict
 
     # The runtime reads class names (and the source config) from this sidecar.
-    write_json(path.with_suffix(".json"), {"class_names": list(source.config.class_names),
-                                           "config": config_to_dict(source.config), "source": source.origin,
-                                           "precision": precision})
+    sidecar = {"class_names": list(source.config.class_names), "config": config_to_dict(source.config),
+               "source": source.origin, "precision": precision, "target": target}
+    if vela is not None:
+        sidecar["vela"] = {k: vela[k] for k in ("accelerator", "version", "command", "summary", "placement")}
+    write_json(path.with_suffix(".json"), sidecar)
     if verification is None:
         return None
     verification["model"] = path.name
@@ -327,6 +349,11 @@ def _check_input(detail: dict, precision: str, result_warnings: list[str]) -> No
         if abs(scale - 1.0) > 1e-5 or zero_point != -128:
             _warn(f"int8 input quantisation is scale {scale:g}, zero point {zero_point} (expected 1, -128)",
                   result_warnings, stacklevel=5)
+
+
+def _float_ops(target: str | None, precision: str) -> tuple[str, ...]:
+    """The operator types the target's int8 graph keeps in float (none for other precisions)."""
+    return TARGET_GRAPHS[target].float_ops if target is not None and precision == "int8" else ()
 
 
 def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:

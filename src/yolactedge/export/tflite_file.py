@@ -121,8 +121,13 @@ def open_interpreter(model, threads: int = 2, *, delegates: bool = True):
     return Interpreter(**source, num_threads=threads, experimental_op_resolver_type=resolver)
 
 
-def inspect_tflite(model, precision: str | None = None) -> dict:
-    """Interface, output index order, op histogram and stray ops of a TFLite file (path or bytes)."""
+def inspect_tflite(model, precision: str | None = None, *, float_ops: tuple[str, ...] = (),
+                   transposes: int | None = None) -> dict:
+    """Interface, output index order, op histogram and stray ops of a TFLite file (path or bytes).
+
+    float_ops: operator types meant to run in float inside an int8 graph (with their DEQUANTIZE and QUANTIZE).
+    transposes: how many TRANSPOSE the graph should have at most (default EXPECTED_TRANSPOSES; -1: any).
+    """
     data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     interpreter = open_interpreter(data, threads=1, delegates=False)
     names = {index: name for name, index in signature_outputs(data).items()}
@@ -132,7 +137,8 @@ def inspect_tflite(model, precision: str | None = None) -> dict:
     ops = interpreter._get_ops_details()  # the only way to list a model's ops
     histogram = dict(sorted(Counter(op["op_name"] for op in ops).items(), key=lambda kv: (-kv[1], kv[0])))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision)
+    stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision,
+                      float_ops=float_ops, transposes=EXPECTED_TRANSPOSES if transposes is None else transposes)
     return {"inputs": inputs, "outputs": outputs, "output_order": [o["name"] for o in outputs],
             "op_histogram": histogram, "stray_ops": stray, "size_bytes": len(data)}
 
@@ -149,11 +155,13 @@ def _tensor_info(detail: dict, name: str) -> dict:
 EXPECTED_TRANSPOSES = 1  # scores: [1, A, C] → [1, C, A], part of the model's contract
 
 
-def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], precision: str | None) -> list[str]:
+def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], precision: str | None, *,
+              float_ops: tuple[str, ...] = (), transposes: int = EXPECTED_TRANSPOSES) -> list[str]:
     """Ops an integer graph should not have: non-builtins, gathers, extra transposes, float islands.
 
-    A DEQUANTIZE is expected only where it produces a model output; a QUANTIZE only from the float input
-    (int16x8) or as an int8→int8 requantisation (e.g. before a concatenation).
+    A DEQUANTIZE is expected only where it produces a model output or feeds `float_ops`; a QUANTIZE only from the
+    float input (int16x8), from one of `float_ops`, or as an int8→int8 requantisation (e.g. before a
+    concatenation). `transposes` -1 accepts any number (the Ethos-U graph's separable upsampling has several).
     """
     found = []
     for op in ops:
@@ -163,21 +171,27 @@ def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], pre
         elif name in ("GATHER", "GATHER_ND"):
             found.append(name)
     count = sum(op["op_name"] == "TRANSPOSE" for op in ops)
-    if count > EXPECTED_TRANSPOSES:
-        found.append(f"{count} TRANSPOSE ({EXPECTED_TRANSPOSES} expected, for scores)")
+    if 0 <= transposes < count:
+        found.append(f"{count} TRANSPOSE ({transposes} expected, for scores)")
     if precision not in ("int8", "int16x8"):
         return found
     graph_outputs = set(outputs)
     float_types = ("float32", "float16")
+    producer = {t: o["op_name"] for o in ops for t in o["outputs"]}
+    consumers: dict[int, set[str]] = {}
+    for o in ops:
+        for t in o["inputs"]:
+            consumers.setdefault(t, set()).add(o["op_name"])
     for op in ops:
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
         if name == "DEQUANTIZE" and not set(outs) <= graph_outputs:
-            found.append(f"DEQUANTIZE mid-graph (tensor {tensors[outs[0]]['name']})")
+            if not consumers.get(outs[0]) or not consumers[outs[0]] <= set(float_ops):
+                found.append(f"DEQUANTIZE mid-graph (tensor {tensors[outs[0]]['name']})")
         elif name == "QUANTIZE" and ins and np.dtype(tensors[ins[0]]["dtype"]).name in float_types:
-            producer_is_input = not any(ins[0] in o["outputs"] for o in ops)
-            if not (producer_is_input and precision == "int16x8"):
+            producer_is_input = ins[0] not in producer
+            if not (producer_is_input and precision == "int16x8") and producer.get(ins[0]) not in float_ops:
                 found.append(f"QUANTIZE from float mid-graph (tensor {tensors[ins[0]]['name']})")
-        elif name != "DEQUANTIZE" and any(
+        elif name != "DEQUANTIZE" and name not in float_ops and any(
             np.dtype(tensors[t]["dtype"]).name in float_types for t in outs if t >= 0
         ):
             found.append(f"{name} computes in float")

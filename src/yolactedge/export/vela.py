@@ -80,3 +80,20 @@ def _vela_summary(stdout: str) -> dict:
     if cpu_ops:
         summary["CPU operator types"] = dict(cpu_ops)
     return summary
+
+
+def npu_placement(data: bytes) -> dict:
+    """Where the operators of a Vela-compiled file run: its NPU partitions (one `ethos-u` custom op each), the
+    operator types left on the CPU, and the CPU→NPU handovers (tensors a CPU op passes into an NPU partition:
+    each one a round trip out of the NPU in the middle of an inference)."""
+    from ..opprofile import op_type_name
+    from .tflite_file import model_object
+
+    model = model_object(data)
+    operators = model.subgraphs[0].operators or []
+    names = [op_type_name(model, op) for op in operators]
+    made_on_cpu = {t for op, name in zip(operators, names) if name != "ethos-u" for t in op.outputs}
+    handovers = sum(t in made_on_cpu for op, name in zip(operators, names) if name == "ethos-u" for t in op.inputs)
+    cpu_types = Counter(name for name in names if name != "ethos-u")
+    return {"npu_partitions": names.count("ethos-u"), "cpu_operators": dict(cpu_types),
+            "cpu_to_npu_handovers": handovers}

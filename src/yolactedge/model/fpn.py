@@ -9,10 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .upsample import upsample_bilinear
+
 
 class FPNPhase1(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], channels: int) -> None:
         super().__init__()
+        self.separable_upsampling = False  # the NPU-placeable form of the same resize (set for an Ethos-U export)
         self.lat_layers = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in reversed(in_channels))
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -28,7 +31,7 @@ class FPNPhase1(nn.Module):
             if x is None:
                 x = lateral
             else:
-                x = F.interpolate(x, size=features[j].shape[-2:], mode="bilinear", align_corners=False) + lateral
+                x = upsample_bilinear(x, features[j].shape[-2:], separable=self.separable_upsampling) + lateral
             outs[j] = x
         return outs, lateral
 
