@@ -77,3 +77,53 @@ def test_an_image_model_refuses_video_mode(tiny_model, tiny_onnx):
         with pytest.raises(ModelError, match="video model") as exc:
             Detector(model, keyframe_interval=5)
         assert "\n" not in str(exc.value)
+
+
+# --- ONNX Runtime: the exported key/warped pair ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def video_onnx(tiny_video_model, model_dir):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxsim")
+    from yolactedge.export.onnx_video import export_video_onnx
+
+    path = model_dir / "tiny_video.onnx"
+    export_video_onnx(tiny_video_model, path, progress=False)
+    return path
+
+
+def test_onnx_pair_runs_the_video_like_torch(video_onnx, torch_video, video_frames):
+    onnx_video = Detector(video_onnx, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    ours, reference = list(onnx_video.stream(video_frames)), list(torch_video.stream(video_frames))
+    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    for got, want in zip(ours, reference):
+        assert len(got) == len(want)
+        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
+        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, rtol=0, atol=1)  # whole pixels
+    assert sum(len(p) for p in ours[1:3]) > 0  # warped frames were compared on real detections
+    onnx_video.reset()
+    torch_video.reset()
+    for frame in video_frames[:3]:
+        for got, want in zip(onnx_video.raw(frame), torch_video.raw(frame)):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_the_key_frame_graph_alone_is_an_image_model(video_onnx, tiny_video_model, video_frames):
+    got = Detector(video_onnx).raw(video_frames[0])
+    want = Detector(tiny_video_model).raw(video_frames[0])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
+def test_a_missing_or_misused_partner_is_a_one_line_error(video_onnx, tmp_path):
+    from yolactedge.runtime.tensors import warped_graph_path
+
+    lonely = tmp_path / "alone.onnx"
+    lonely.write_bytes(video_onnx.read_bytes())
+    Detector(lonely)  # image mode needs no partner
+    with pytest.raises(ModelError, match="alone_warp.onnx is missing") as exc:
+        Detector(lonely, keyframe_interval=5)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ModelError, match=r"warped-frame graph of a video model; open its key-frame graph .*tiny_video"):
+        Detector(warped_graph_path(video_onnx))
