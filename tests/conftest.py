@@ -168,3 +168,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     return save_checkpoint(build_model("yolact_edge_demo", input_size=96),
                            tmp_path_factory.mktemp("checkpoint") / "tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_video_checkpoint(tmp_path_factory) -> Path:
+    """The MobileNetV2 video preset with the demo's classes at 96x96, untrained: a video checkpoint for the CLI
+    verbs (the synthetic videos' categories)."""
+    pytest.importorskip("torch")
+    from yolactedge import build_model, save_checkpoint
+    from yolactedge.config import DEMO_CLASSES, get_preset
+
+    config = get_preset("yolact_edge_vid_mobilenetv2").replace(num_classes=len(DEMO_CLASSES) + 1,
+                                                               class_names=DEMO_CLASSES)
+    return save_checkpoint(build_model(config, input_size=96),
+                           tmp_path_factory.mktemp("video checkpoint") / "tiny_video.pth")

@@ -145,6 +145,12 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names", help="class names (JSON list or one per line) for a model file that has none")
 
 
+def _keyframe_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--keyframe-interval", type=int, default=1, metavar="K",
+                   help=f"video model: every K-th frame of {what} is a key frame, the others are warped from it "
+                        "(YOLACT-Edge's video mode; 1, the default, runs every frame as an image)")
+
+
 def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="detect in images, folders, globs, videos or a camera index")
     predict.add_argument("source", nargs="+", help="image files, folders, globs, video files, or a camera index")
@@ -164,6 +170,7 @@ def _add_predict(sub) -> None:
                               "order); --save-json then writes YouTube-VIS results")
     predict.add_argument("--latest", action="store_true",
                          help="camera: skip frames that arrive while the model is busy (latency near one inference)")
+    _keyframe_option(predict, "each video (and of the images given, with --track)")
     _runtime_options(predict)
     predict.set_defaults(func=cmd_predict)
 
@@ -186,6 +193,7 @@ def _add_val(sub) -> None:
                      help="pair model classes with annotation categories in id order instead of by exact name")
     val.add_argument("--metrics-out", help="write {bbox: {AP...}, segm: {...}} JSON")
     val.add_argument("--plots", help="folder for precision-recall and per-class AP plots (PNG)")
+    _keyframe_option(val, "each video (with --video)")
     _runtime_options(val)
     val.set_defaults(func=cmd_val)
 
