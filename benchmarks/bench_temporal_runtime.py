@@ -104,10 +104,10 @@ def bench_demo_videos(count: int, frames: int, folder: Path) -> None:
         metrics = evaluate_videos(detector, data, progress=False).frames.metrics
         paths = sorted((data / "JPEGImages").iterdir())[0].glob("*.jpg")
         timed = list(detector.stream(load_image(p) for p in sorted(paths)))
-        ms = {kind: statistics.median([p.timings["inference"] for p in timed if (p.frame or "key") == kind] or [0])
-              for kind in ("key", "warped")}
-        print(f"| {interval} | {metrics['segm']['AP']:.3f} | {metrics['bbox']['AP']:.3f} | {ms['key']:.0f} "
-              f"| {ms['warped']:.0f} |", flush=True)
+        ms = {kind: [p.timings["inference"] for p in timed if (p.frame or "key") == kind] for kind in ("key", "warped")}
+        median = {kind: f"{statistics.median(v):.0f}" if v else "-" for kind, v in ms.items()}
+        print(f"| {interval} | {metrics['segm']['AP']:.3f} | {metrics['bbox']['AP']:.3f} | {median['key']} "
+              f"| {median['warped']} |", flush=True)
 
 
 def main() -> None:

@@ -58,7 +58,9 @@ def _add_export(sub) -> None:
     export = sub.add_parser("export", help="convert a model to ONNX or (int8) TFLite, offline, and verify the result")
     export.add_argument("model", help="checkpoint (.pth), 'demo', or (for --format tflite) a YOLACT-Edge .onnx; "
                         "with --verify-only, an existing .tflite")
-    export.add_argument("--format", choices=("onnx", "tflite"), default="tflite")
+    export.add_argument("--format", choices=("onnx", "tflite"), default="tflite",
+                        help="tflite (default) or onnx; a video model's ONNX is two files: OUT.onnx (key frame) and "
+                             "OUT_warp.onnx (warped frame), which the runtime finds beside it")
     export.add_argument("--precision", choices=("fp32", "fp16", "int8", "int16x8"), default=None,
                         help="TFLite precision (default int8)")
     export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively)")
