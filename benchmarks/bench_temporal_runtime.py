@@ -102,7 +102,7 @@ def bench_demo_videos(count: int, frames: int, folder: Path) -> None:
     for interval in (1, INTERVAL):
         detector = Detector(key_path, num_threads=1, keyframe_interval=interval, **PROTOCOL)
         metrics = evaluate_videos(detector, data, progress=False).frames.metrics
-        paths = sorted((data / "JPEGImages").iterdir())[0].glob("*.jpg")
+        paths = min((data / "JPEGImages").iterdir()).glob("*.jpg")
         timed = list(detector.stream(load_image(p) for p in sorted(paths)))
         ms = {kind: [p.timings["inference"] for p in timed if (p.frame or "key") == kind] for kind in ("key", "warped")}
         median = {kind: f"{statistics.median(v):.0f}" if v else "-" for kind, v in ms.items()}

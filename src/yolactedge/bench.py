@@ -10,8 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import statistics
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
