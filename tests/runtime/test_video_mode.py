@@ -47,6 +47,7 @@ def test_calls_in_sequence_keep_the_state_until_reset(torch_video, video_frames)
     torch_video.reset()
     again = torch_video(video_frames[1])
     assert again.frame == "key" and "key frame" in again.summary()
+    assert "a key frame every 3 frames" in torch_video.describe()
 
 
 def test_stream_starts_a_video_each_time(torch_video, video_frames):

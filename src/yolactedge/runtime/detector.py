@@ -248,6 +248,8 @@ class Detector:
             found = "" if name == role else f" (output {name!r})"
             lines.append(f"output      {role:<7} {dtype} {list(shape)}{found}")
         lines.append(f"classes     {len(self.class_names)} ({names})")
+        if self.keyframe_interval > 1:
+            lines.append(f"video       a key frame every {self.keyframe_interval} frames, the others warped from it")
         return "\n".join(lines)
 
 
