@@ -21,7 +21,7 @@ import numpy as np
 from yolactedge import build_model
 from yolactedge.data.synthetic_video import render_frames
 from yolactedge.export.onnx import ort_session
-from yolactedge.export.onnx2tf_step import _onnx2tf
+from yolactedge.export.onnx2tf_step import _onnx2tf  # onnx_to_keras's own check feeds one input only
 from yolactedge.export.onnx_video import export_video_onnx
 from yolactedge.export.tflite_file import inspect_tflite
 from yolactedge.model.build import randomize_batchnorm
@@ -133,7 +133,8 @@ def main() -> None:
         keras_warped = _onnx2tf(warped_path, Path(tmp) / "warped", simplified=True, strict=False)
         fp32 = [convert(keras_key, None), convert(keras_warped, None)]
         print(f"{args.preset} at {args.imgsz}: ONNX pair → onnx2tf → TFLite")
-        print("warped-graph ops:", ", ".join(f"{k} {v}" for k, v in sorted(inspect_tflite(fp32[1])["op_histogram"].items())))
+        ops = sorted(inspect_tflite(fp32[1])["op_histogram"].items())
+        print("warped-graph ops:", ", ".join(f"{k} {v}" for k, v in ops))
         report("fp32", tflite_chain(*fp32, first, second), reference)
         if args.int8:
             key_set, warped_set = calibration_sets(keras_key, keras_warped, key_path, frames[:-2])
