@@ -13,6 +13,7 @@ graph calibrated on the float key frame's memory).
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def calibration_sets(keras_key, keras_warped, key_path: Path, frames: list[np.nd
     frame's memory, each in its Keras model's input order and layout."""
     session = ort_session(key_path)
     key_set, warped_set = [], []
-    for first, second in zip(frames, frames[1:]):
+    for first, second in itertools.pairwise(frames):
         memory = dict(zip(VIDEO_MEMORY, session.run(list(VIDEO_MEMORY), {"input": nchw(first)})))
         key_set.append(_keras_feeds(keras_key, {"input": nchw(first)}))
         warped_set.append(_keras_feeds(keras_warped, {"input": nchw(second)} | memory))
