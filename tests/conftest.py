@@ -23,7 +23,7 @@ def synthetic(count: int, seed: int, size: int = SIZE) -> np.ndarray:
     return synthetic_images(count, seed, size, progress=False)
 
 
-def make_tiny_model(seed: int = 0):
+def make_tiny_model(seed: int = 0, preset: str = "yolact_edge_demo"):
     import torch
     from torch import nn
 
@@ -33,7 +33,7 @@ def make_tiny_model(seed: int = 0):
     torch.manual_seed(seed)
     # Anchors no smaller than 1/8 of the image: int8 boxes are off by ~1/128 of the image (the step of an int8
     # output spanning 0..1), which would decide the IoU of the tiny boxes of a full-size prior set.
-    config = get_preset("yolact_edge_demo").replace(
+    config = get_preset(preset).replace(
         input_size=SIZE, fpn_channels=32, proto_channels=32, pred_scales=(16, 24, 40, 64, 96))
     model = build_model(config)
     done: set[str] = set()
@@ -84,6 +84,21 @@ def model_dir(tmp_path_factory) -> Path:
 def tiny_model():
     pytest.importorskip("torch")
     return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_video_model():
+    """The MobileNetV2 video preset, as narrow and small as `tiny_model` (its flow net and SPA keep their init)."""
+    pytest.importorskip("torch")
+    return make_tiny_model(preset="yolact_edge_vid_mobilenetv2")
+
+
+@pytest.fixture(scope="session")
+def video_frames() -> list[np.ndarray]:
+    """Eight consecutive frames of a synthetic video, RGB uint8 at the tiny models' size."""
+    from yolactedge.data.synthetic_video import render_frames
+
+    return [image for image, *_ in render_frames(3, 0, SIZE, 8)]
 
 
 @pytest.fixture(scope="session")
@@ -153,3 +168,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     return save_checkpoint(build_model("yolact_edge_demo", input_size=96),
                            tmp_path_factory.mktemp("checkpoint") / "tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_video_checkpoint(tmp_path_factory) -> Path:
+    """The MobileNetV2 video preset with the demo's classes at 96x96, untrained: a video checkpoint for the CLI
+    verbs (the synthetic videos' categories)."""
+    pytest.importorskip("torch")
+    from yolactedge import build_model, save_checkpoint
+    from yolactedge.config import DEMO_CLASSES, get_preset
+
+    config = get_preset("yolact_edge_vid_mobilenetv2").replace(num_classes=len(DEMO_CLASSES) + 1,
+                                                               class_names=DEMO_CLASSES)
+    return save_checkpoint(build_model(config, input_size=96),
+                           tmp_path_factory.mktemp("video checkpoint") / "tiny_video.pth")

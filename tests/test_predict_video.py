@@ -188,3 +188,24 @@ def test_a_camera_that_disappears_mid_stream_ends_cleanly(capsys, tmp_path, tiny
     assert 1 <= processed <= 3  # --latest may skip a frame that arrived while the model was busy
     assert frame_count(tmp_path / "o" / "camera0.mp4") == processed
     assert {r["file_name"].split("#")[0] for r in json.loads(results.read_text())} <= {"camera0"}
+
+
+def test_keyframe_interval_runs_video_mode_on_torch_and_the_onnx_pair(capsys, tmp_path, tiny_video_checkpoint):
+    video = write_video(tmp_path / "clip.avi", 7)
+    seen = []
+    predict([video], Detector(tiny_video_checkpoint, keyframe_interval=3), out_dir=None, progress=False,
+            on_prediction=lambda image, prediction: seen.append(prediction.frame))
+    assert seen == ["key", "warped", "warped", "key", "warped", "warped", "key"]
+    pytest.importorskip("onnxruntime")
+    assert run(capsys, "export", tiny_video_checkpoint, "--format", "onnx", "--output", tmp_path / "vid.onnx")[0] == 0
+    assert (tmp_path / "vid_warp.onnx").is_file()
+    code, out, _ = run(capsys, "predict", video, "--model", tmp_path / "vid.onnx", "--keyframe-interval", "3",
+                       "--out", tmp_path / "out")
+    assert code == 0 and "7 images" in out and frame_count(tmp_path / "out" / "clip.mp4") == 7
+
+
+def test_keyframe_interval_needs_a_video_model(capsys, tmp_path, tiny_checkpoint):
+    video = write_video(tmp_path / "clip.avi", 2)
+    for interval, fragment in (("3", "video model"), ("0", "positive integer")):
+        code, _, err = run(capsys, "predict", video, "--model", tiny_checkpoint, "--keyframe-interval", interval)
+        assert code == 1 and err.startswith("error:") and fragment in err and err.count("\n") == 1

@@ -55,9 +55,18 @@ def test_val_video_usage_errors(capsys, tmp_path, videos):
     assert code == 2 and "--data DIR" in err
     code, _, err = run(capsys, "val", "--model", "demo", "--data", videos)
     assert code == 2 and "are for --video" in err
+    code, _, err = run(capsys, "val", "--model", "demo", "--images", videos, "--annotations", videos / "a.json",
+                       "--keyframe-interval", "5")
+    assert code == 2 and "are for --video" in err
     code, _, err = run(capsys, "val", "--video", "--model", "demo", "--data", videos, "--track-conf", "3")
     assert code == 2 and "--track-conf" in err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "annotations.json").write_text('{"videos": []}')
     code, _, err = run(capsys, "val", "--video", "--model", "demo", "--data", tmp_path / "bad")
     assert code == 1 and err.startswith("error") and "Traceback" not in err
+
+
+def test_val_video_with_key_and_warped_frames(capsys, tmp_path, videos, tiny_video_checkpoint):
+    code, out, _ = run(capsys, "val", "--video", "--model", tiny_video_checkpoint, "--data", videos,
+                       "--keyframe-interval", "3")
+    assert code == 0 and "2 videos, 12 frames" in out

@@ -1,13 +1,16 @@
 """`yolactedge bench`: latency per stage (preprocess, inference, postprocess), per thread count, per model file.
 
 Measured the way `benchmark_model` does it: warm-up runs, then timed runs of the same input, median / p90 / min.
-Each (model, threads) pair runs in a fresh process so that its peak memory (RSS) is its own.
+Each (model, threads) pair runs in a fresh process so that its peak memory (RSS) is its own. A video model
+(a torch video model, or an ONNX key-frame graph with its `_warp` partner) gets two rows: its key frame and its
+warped frame (`frame` "key" / "warped"; None for an image model).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ class BenchRow:
     min_ms: dict[str, float]
     peak_rss_mb: float
     detections: int
+    frame: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,36 +61,60 @@ def benchmark(
     for model in models:
         for count in threads:
             with context.Pool(1) as pool:
-                row = pool.apply(_bench_one, (model, count, runs, warmup, image, image_size, delegate))
-            rows.append(row)
+                new = pool.apply(_bench_one, (model, count, runs, warmup, image, image_size, delegate))
             if progress:
-                print(format_rows([row], header=not rows[:-1]), flush=True)
+                print(format_rows(new, header=not rows), flush=True)
+            rows.extend(new)
     return rows
 
 
-def _bench_one(model, threads, runs, warmup, image, image_size, delegate) -> BenchRow:
-    from .assets import resolve_model_path
-    from .runtime import Detector, load_image
+def _bench_one(model, threads, runs, warmup, image, image_size, delegate) -> list[BenchRow]:
+    """The image row, or for a video model the key-frame row (every frame after a reset) and the warped-frame row
+    (every frame but the first after one reset: the interval is longer than the run)."""
+    from .runtime import Detector, ModelError, load_image
 
-    detector = Detector(model, num_threads=threads, delegate=delegate, score_threshold=0.05)
+    options = {"num_threads": threads, "delegate": delegate, "score_threshold": 0.05}
     frame = load_image(image) if image is not None else _scene(image_size)
+    try:
+        detector = Detector(model, keyframe_interval=warmup + runs + 1, **options)
+    except ModelError:  # an image model (any other problem is raised again below)
+        detector = Detector(model, **options)
+        return [_row(model, detector, frame, threads, None, _timed(detector, frame, runs, warmup, lambda: None))]
+    key = _timed(detector, frame, runs, warmup, detector.reset)
+    detector.reset()
+    detector(frame)
+    warped = _timed(detector, frame, runs, warmup, lambda: None)
+    return [_row(model, detector, frame, threads, "key", key), _row(model, detector, frame, threads, "warped", warped)]
+
+
+def _timed(detector, frame: np.ndarray, runs: int, warmup: int,
+           before_each: Callable[[], None]) -> tuple[dict[str, list[float]], int]:
+    """→ ({stage: ms per run}, detections of the last run)."""
     for _ in range(warmup):
+        before_each()
         detector(frame)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     found = 0
     for _ in range(runs):
+        before_each()
         prediction = detector(frame)
         for stage in STAGES:
             samples[stage].append(prediction.timings[stage])
         found = len(prediction)
-    path = resolve_model_path(model)
+    return samples, found
+
+
+def _row(model, detector, frame: np.ndarray, threads: int, kind: str | None, timed) -> BenchRow:
+    from .assets import resolve_model_path
+
+    samples, found = timed
     return BenchRow(
         model=str(model), backend=detector.backend.name, threads=threads,
-        size_mb=path.stat().st_size / 1e6, input=f"{frame.shape[1]}x{frame.shape[0]}",
+        size_mb=resolve_model_path(model).stat().st_size / 1e6, input=f"{frame.shape[1]}x{frame.shape[0]}",
         median_ms={s: statistics.median(v) for s, v in samples.items()},
         p90_ms={s: float(np.percentile(v, 90)) for s, v in samples.items()},
         min_ms={s: min(v) for s, v in samples.items()},
-        peak_rss_mb=_peak_rss_mb(), detections=found,
+        peak_rss_mb=_peak_rss_mb(), detections=found, frame=kind,
     )
 
 
@@ -120,8 +148,9 @@ def format_rows(rows: list[BenchRow], header: bool = True) -> str:
                      f"{'post':>7}{'total':>9}{'RSS MB':>8}")
     for r in rows:
         total = sum(r.median_ms.values())
+        name = Path(r.model).name + (f" [{r.frame}]" if r.frame else "")
         lines.append(
-            f"{Path(r.model).name[:33]:<34}{r.backend:<12}{r.threads:>4}{r.size_mb:>7.1f}  {r.median_ms['preprocess']:>6.1f}"
+            f"{name[:33]:<34}{r.backend:<12}{r.threads:>4}{r.size_mb:>7.1f}  {r.median_ms['preprocess']:>6.1f}"
             f"{r.median_ms['inference']:>9.1f}{r.p90_ms['inference']:>9.1f}{r.min_ms['inference']:>9.1f}"
             f"{r.median_ms['postprocess']:>7.1f}{total:>9.1f}{r.peak_rss_mb:>8.0f}"
         )

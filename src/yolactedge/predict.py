@@ -147,6 +147,7 @@ class _Run:
         except ImageError as exc:
             self._skip(str(exc))
             return
+        self.detector.reset()  # a video model's video mode: an image given on its own is a key frame
         prediction = self.detector(image)
         self._record(item, image_id, image, prediction)
         if self.out is not None:

@@ -102,7 +102,7 @@ def _detector(args: argparse.Namespace, **options):
 
     names = _read_names(args.names) if args.names else None
     return Detector(args.model, backend=args.backend, num_threads=args.threads, delegate=args.delegate,
-                    class_names=names, **options)
+                    class_names=names, keyframe_interval=getattr(args, "keyframe_interval", 1), **options)
 
 
 def _read_names(path: str) -> list[str]:
@@ -169,8 +169,9 @@ def cmd_val(args: argparse.Namespace) -> int:
     _check_thresholds(args)
     if args.video:
         return _val_video(args)
-    if args.data or args.track:
-        raise UsageError("--data and --track are for --video; images use --images and --annotations")
+    if args.data or args.track or args.keyframe_interval != 1:
+        raise UsageError("--data, --track and --keyframe-interval are for --video; images use --images and "
+                         "--annotations")
     if not (args.images and args.annotations):
         raise UsageError("val needs --images DIR and --annotations FILE (or --video --data DIR)")
     options = {**PROTOCOL, "score_threshold": args.conf}

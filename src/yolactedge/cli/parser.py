@@ -59,7 +59,9 @@ def _add_export(sub) -> None:
     export = sub.add_parser("export", help="convert a model to ONNX or (int8) TFLite, offline, and verify the result")
     export.add_argument("model", help="checkpoint (.pth), 'demo', or (for --format tflite) a YOLACT-Edge .onnx; "
                         "with --verify-only, an existing .tflite")
-    export.add_argument("--format", choices=("onnx", "tflite"), default="tflite")
+    export.add_argument("--format", choices=("onnx", "tflite"), default="tflite",
+                        help="tflite (default) or onnx; a video model's ONNX is two files: OUT.onnx (key frame) and "
+                             "OUT_warp.onnx (warped frame), which the runtime finds beside it")
     export.add_argument("--precision", choices=("fp32", "fp16", "int8", "int16x8"), default=None,
                         help="TFLite precision (default int8)")
     export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively)")
@@ -148,6 +150,12 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names", help="class names (JSON list or one per line) for a model file that has none")
 
 
+def _keyframe_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--keyframe-interval", type=int, default=1, metavar="K",
+                   help=f"video model: every K-th frame of {what} is a key frame, the others are warped from it "
+                        "(YOLACT-Edge's video mode; 1, the default, runs every frame as an image)")
+
+
 def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="detect in images, folders, globs, videos or a camera index")
     predict.add_argument("source", nargs="+", help="image files, folders, globs, video files, or a camera index")
@@ -167,6 +175,7 @@ def _add_predict(sub) -> None:
                               "order); --save-json then writes YouTube-VIS results")
     predict.add_argument("--latest", action="store_true",
                          help="camera: skip frames that arrive while the model is busy (latency near one inference)")
+    _keyframe_option(predict, "each video (and of the images given, with --track)")
     _runtime_options(predict)
     predict.set_defaults(func=cmd_predict)
 
@@ -189,6 +198,7 @@ def _add_val(sub) -> None:
                      help="pair model classes with annotation categories in id order instead of by exact name")
     val.add_argument("--metrics-out", help="write {bbox: {AP...}, segm: {...}} JSON")
     val.add_argument("--plots", help="folder for precision-recall and per-class AP plots (PNG)")
+    _keyframe_option(val, "each video (with --video)")
     _runtime_options(val)
     val.set_defaults(func=cmd_val)
 

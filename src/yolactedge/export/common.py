@@ -67,6 +67,7 @@ class ExportResult:
     stage_times: dict[str, float] = field(default_factory=dict)
     calibration: dict | None = None
     onnx_check: dict | None = None
+    warped_path: Path | None = None  # a video model's warped-frame graph (`path` is then its key-frame graph)
     verification: dict | None = None
     verify_json: Path | None = None
     vela: dict | None = None
@@ -84,6 +85,8 @@ class ExportResult:
             lines.append(f"  input  {i['name']} {i['dtype']} {i['shape']}{quant}")
         for o in self.outputs:
             lines.append(f"  output {o['name']} {o['dtype']} {o['shape']}")
+        if self.warped_path is not None:
+            lines.append(f"  video  key-frame graph above (plus memory outputs); warped-frame graph {self.warped_path}")
         if self.op_histogram:
             ops = ", ".join(f"{k} {v}" for k, v in sorted(self.op_histogram.items(), key=lambda kv: (-kv[1], kv[0])))
             lines.append(f"  ops    {ops}")
@@ -120,6 +123,9 @@ class ExportResult:
         """The commands that use the new file (a Vela file needs the i.MX 93's Ethos-U delegate to run)."""
         model = shlex.quote(str(self.path))
         where = " (on the i.MX 93, add --delegate /usr/lib/libethosu_delegate.so)" if self.target == "imx93" else ""
+        if self.warped_path is not None:
+            return ["next:", f"  yolactedge predict VIDEO --model {model} --keyframe-interval 5",
+                    f"  yolactedge bench --model {model}"]
         return [f"next{where}:", f"  yolactedge predict IMAGE --model {model}",
                 f"  yolactedge val --model {model} --images DIR --annotations ANN.json",
                 f"  yolactedge bench --model {model}"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import give_default_permissions
+from ..runtime.tensors import VIDEO_GRAPH_KEY, VIDEO_MEMORY
 from .common import ONNX_OUTPUT_ORDER, ExportError
 
 OPSET = 17
@@ -54,6 +55,9 @@ def resolve_model(model: Any, imgsz: int | None = None) -> ModelSource:
         raise ExportError(f"{model}: no such file")
     if str(model).lower().endswith(".onnx"):
         info = inspect_onnx(model)
+        if info["video_graph"]:
+            raise ExportError(f"{model} is the {info['video_graph']}-frame graph of a video model; TFLite export "
+                              "starts from its checkpoint (whose image path it converts)")
         if imgsz is not None and imgsz != info["input_size"]:
             raise ExportError(
                 f"{model}: the ONNX input is {info['input_size']}x{info['input_size']}; --imgsz {imgsz} needs the checkpoint"
@@ -118,30 +122,13 @@ def export_onnx(
     The file appears only after onnxruntime reproduced PyTorch within `tolerance` (max abs error relative to each
     output's largest magnitude) on `check_count` synthetic images; otherwise ExportError and nothing is written.
     """
-    import onnx
-    import torch
-
     model = model.eval()
     output = Path(output)
-    size = model.config.input_size
-    images = check_images(size, max(1, check_count))
-    example = torch.from_numpy(images[:1].transpose(0, 3, 1, 2).copy())
-    buffer = io.BytesIO()
-    form = graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std)
-    with warnings.catch_warnings(), torch.no_grad(), form:
-        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
-        try:
-            torch.onnx.export(
-                model, (example,), buffer, dynamo=False, opset_version=opset, input_names=["input"],
-                output_names=list(ONNX_OUTPUT_ORDER), do_constant_folding=True,
-            )
-        except Exception as exc:  # the tracer raises assorted types
-            raise ExportError(f"ONNX export failed: {_one_line(exc)}") from None
-    proto = onnx.load_from_string(buffer.getvalue())
-    simplified = False
-    if simplify:
-        proto, simplified = _simplify(proto)
-    _set_metadata(proto, model.config)
+    images = check_images(model.config.input_size, max(1, check_count))
+    example = torch_images(images[:1])
+    with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
+        proto, simplified = trace_to_onnx(model, (example,), ["input"], list(ONNX_OUTPUT_ORDER), opset, simplify)
+    set_metadata(proto, model.config)
 
     with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
         info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance,
@@ -182,16 +169,38 @@ def _image_conv(model):
     return conv
 
 
+def torch_images(images: np.ndarray):
+    """float32 NHWC images → the model's NCHW tensor."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+
+
+def trace_to_onnx(module, example: tuple, input_names: list[str], output_names: list[str], opset: int,
+                  simplify: bool):
+    """A module traced by the legacy TorchScript exporter, simplified by onnxsim → (ModelProto, simplified)."""
+    import onnx
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
+        try:
+            torch.onnx.export(
+                module, example, buffer, dynamo=False, opset_version=opset, input_names=input_names,
+                output_names=output_names, do_constant_folding=True,
+            )
+        except Exception as exc:  # the tracer raises assorted types
+            raise ExportError(f"ONNX export failed: {_one_line(exc)}") from None
+    proto = onnx.load_from_string(buffer.getvalue())
+    return _simplify(proto) if simplify else (proto, False)
+
+
 def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance: float, progress: bool):
     """Write the ONNX through a temporary file beside `output`, check it against PyTorch, then rename it into
     place → (inspect_onnx's info, the check report or None). A failed check leaves `output` untouched."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    tmp = Path(tmp_name)
+    tmp = write_temporary(proto, output)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
         info = inspect_onnx(tmp, name=output.name)
         report = None
         if check:
@@ -204,12 +213,26 @@ def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance
                     f"ONNX check failed: onnxruntime differs from PyTorch by {report['max_relative_error']:.2e} "
                     f"(relative, limit {tolerance:.0e})"
                 )
-        give_default_permissions(tmp)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return info, report
+
+
+def write_temporary(proto, output: Path) -> Path:
+    """The model written (and synced) to a hidden temporary file beside `output`, to be renamed into place."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    give_default_permissions(tmp_name)
+    return Path(tmp_name)
 
 
 def _simplify(proto):
@@ -226,14 +249,14 @@ def _simplify(proto):
     return simplified, True
 
 
-def _set_metadata(proto, config) -> None:
-    """The facts every exported file carries (`yolactedge.modelmeta`), as ONNX metadata properties."""
+def set_metadata(proto, config, **extra: str) -> None:
+    """The facts every exported file carries (`yolactedge.modelmeta`), plus `extra`, as ONNX metadata properties."""
     import onnx
 
     from .. import __version__
     from ..modelmeta import model_metadata, onnx_properties
 
-    onnx.helper.set_model_props(proto, onnx_properties(model_metadata(config, precision="fp32")))
+    onnx.helper.set_model_props(proto, onnx_properties(model_metadata(config, precision="fp32")) | extra)
     proto.producer_name = "yolactedge"
     proto.producer_version = __version__
 
@@ -259,8 +282,11 @@ def inspect_onnx(path: str | os.PathLike, *, name: str | None = None) -> dict:
         raise ExportError(f"{label}: not a readable ONNX file ({_one_line(exc)[:120]})") from None
     graph = proto.graph
     initializers = {i.name for i in graph.initializer}
-    inputs = [_value_info(v) for v in graph.input if v.name not in initializers]
-    outputs = [_value_info(v) for v in graph.output]
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    video_graph = metadata.get(VIDEO_GRAPH_KEY)
+    memory = set(VIDEO_MEMORY) if video_graph in ("key", "warped") else set()  # a video pair's extra tensors
+    inputs = [_value_info(v) for v in graph.input if v.name not in initializers | memory]
+    outputs = [_value_info(v) for v in graph.output if v.name not in memory]
     names = [o["name"] for o in outputs]
     if sorted(names) != sorted(ONNX_OUTPUT_ORDER) or len(inputs) != 1:
         raise ExportError(
@@ -281,10 +307,9 @@ def inspect_onnx(path: str | os.PathLike, *, name: str | None = None) -> dict:
         raise ExportError(f"{label}: output ranks do not fit YOLACT-Edge ({by_name})") from None
     if four != 4 or anchors != anchors2 or anchors != anchors3 or mask_dim != mask_dim2:
         raise ExportError(f"{label}: output shapes do not fit YOLACT-Edge ({by_name})")
-    metadata = {p.key: p.value for p in proto.metadata_props}
     config = _config_from(metadata, size, classes + 1, mask_dim)
     return {"inputs": inputs, "outputs": [dict(o) for o in outputs], "input_size": size, "config": config,
-            "metadata": metadata, "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)}
+            "metadata": metadata, "video_graph": video_graph, "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)}
 
 
 def _config_from(metadata: dict, size: int, num_classes: int, mask_dim: int):

@@ -142,13 +142,18 @@ def export_model(
 
 
 def _export_onnx_file(stages: Stages, source, path: Path, progress: bool) -> ExportResult:
-    from .onnx import export_onnx
+    """An image model → one file; a video model → its key-frame graph at `path` and the warped-frame graph beside
+    it (`export.onnx_video`)."""
+    if source.module.config.video:
+        from .onnx_video import export_video_onnx as export
+    else:
+        from .onnx import export_onnx as export
 
-    info = stages.run("export ONNX", export_onnx, source.module, path, progress=progress)
+    info = stages.run("export ONNX", export, source.module, path, progress=progress)
     return ExportResult(
         format="onnx", precision="fp32", path=path, input_size=source.input_size, size_bytes=path.stat().st_size,
         inputs=info["inputs"], outputs=info["outputs"], output_order=[o["name"] for o in info["outputs"]],
-        stage_times=stages.times, onnx_check=info["check"],
+        stage_times=stages.times, onnx_check=info["check"], warped_path=info.get("warped_path"),
     )
 
 

@@ -86,6 +86,21 @@ class Backend:
         """Resized RGB uint8 [H, W, 3] → raw float32 outputs."""
         return self.invoke(self.prepare(rgb))
 
+    # Video mode (YOLACT-Edge's key and warped frames). A backend that supports it overrides all three; the
+    # memory is opaque to callers: whatever `invoke_key` returned, handed back to `invoke_warped` unchanged.
+    def open_video(self) -> None:
+        """Get ready for `invoke_key` / `invoke_warped`, or raise a one-line ModelError saying why not."""
+        raise ModelError(f"{self.path}: the {self.name} backend runs image models only; "
+                         "video mode (keyframe_interval > 1) needs a .pth (torch) or .onnx (onnxruntime) video model")
+
+    def invoke_key(self, tensor: np.ndarray) -> tuple[RawOutputs, Any]:
+        """A key frame: the four outputs (as `invoke`) and the memory the following warped frames need."""
+        raise NotImplementedError
+
+    def invoke_warped(self, tensor: np.ndarray, memory: Any) -> RawOutputs:
+        """A frame warped from the key frame that left `memory`."""
+        raise NotImplementedError
+
     @property
     def input_size(self) -> tuple[int, int]:
         return self.input_spec.size

@@ -47,7 +47,8 @@ class Prediction:
     """One image's result: the Detections (in original-image pixels), stage timings in milliseconds
     (`preprocess`: resize + cast/quantize, `inference`: the runtime call, `postprocess`: NMS + masks; decoding an
     image file is not counted), the original (H, W), the class names, the path or frame name when one was given,
-    and with tracking the track id of each detection (int64 (K,), -1 for one that belongs to no track yet)."""
+    and with tracking the track id of each detection (int64 (K,), -1 for one that belongs to no track yet).
+    `frame` is "key" or "warped" in video mode (a Detector with keyframe_interval > 1), None for an image model."""
 
     detections: Detections
     timings: dict[str, float]
@@ -55,6 +56,7 @@ class Prediction:
     class_names: tuple[str, ...] = field(repr=False)
     source: str | None = None
     track_ids: np.ndarray | None = None
+    frame: str | None = None
 
     def __len__(self) -> int:
         return len(self.detections)
@@ -62,7 +64,8 @@ class Prediction:
     def summary(self) -> str:
         """One line such as "2 circle, 1 star (pre 0.4 ms, infer 12.0 ms, post 1.1 ms)"."""
         t = self.timings
-        return (f"{self.detections.summary(self.class_names)} (pre {t['preprocess']:.1f} ms, "
+        kind = f"{self.frame} frame, " if self.frame else ""
+        return (f"{self.detections.summary(self.class_names)} ({kind}pre {t['preprocess']:.1f} ms, "
                 f"infer {t['inference']:.1f} ms, post {t['postprocess']:.1f} ms)")
 
 
@@ -82,15 +85,23 @@ class Detector:
         warning).
     postprocess_options: keyword options of `yolactedge.postprocess` (score_threshold, iou_threshold, nms, top_k,
         max_detections, mask_threshold). score_threshold defaults to 0.3 as `yolactedge predict --conf` does.
+    keyframe_interval: 1 (default) treats every image on its own. k > 1 needs a video model (a torch video model,
+        or an ONNX key-frame graph with its `<stem>_warp.onnx` partner) and runs YOLACT-Edge's video mode: the
+        calls are the frames of one video, in order; frames 0, k, 2k, ... are key frames (the whole network) and
+        the frames between are warped from the latest key frame (backbone to C3, flow net, warp). The Detector
+        keeps that state: call `reset()` before the first frame of another video (`stream` and `stream_frames`
+        reset at their start). Each Prediction's `frame` says "key" or "warped".
     """
 
     def __init__(self, model: Any, backend: str = "auto", *, num_threads: int | None = None,
                  delegate: str | os.PathLike | None = None, class_names: Sequence[str] | None = None,
-                 **postprocess_options: Any) -> None:
+                 keyframe_interval: int = 1, **postprocess_options: Any) -> None:
         unknown = sorted(set(postprocess_options) - set(POSTPROCESS_OPTIONS))
         if unknown:
             raise ModelError(f"unknown option {unknown[0]!r}; "
                              f"postprocess options are {', '.join(POSTPROCESS_OPTIONS)}")
+        if isinstance(keyframe_interval, bool) or not isinstance(keyframe_interval, int) or keyframe_interval < 1:
+            raise ModelError(f"keyframe_interval must be a positive integer (1: image mode), got {keyframe_interval!r}")
         if isinstance(class_names, str):
             raise ModelError(f"class_names must be a list of names, not the string {class_names!r}")
         self.backend = open_backend(model, backend, num_threads=num_threads, delegate=delegate)
@@ -103,6 +114,10 @@ class Detector:
                 raise ModelError(f"{len(class_names)} class names given for a model with "
                                  f"{self.backend.num_classes} classes")
         self.class_names: tuple[str, ...] = class_names or self.backend.class_names
+        self.keyframe_interval = keyframe_interval
+        if keyframe_interval > 1:
+            self.backend.open_video()
+        self.reset()
         self.postprocess_options = {"score_threshold": DEFAULT_SCORE_THRESHOLD, **postprocess_options}
         chosen = {**_POSTPROCESS_DEFAULTS, **self.postprocess_options}
         try:
@@ -110,6 +125,24 @@ class Detector:
                              chosen["max_detections"], chosen["mask_threshold"])
         except ValueError as exc:
             raise ModelError(str(exc)) from None
+
+    def reset(self) -> None:
+        """Forget the video seen so far: the next frame is a key frame (call before the first frame of a video)."""
+        self._frame_index = 0
+        self._memory: Any = None
+
+    def _invoke(self, tensor: np.ndarray) -> tuple[RawOutputs, str | None]:
+        """The backend on the next frame → (raw outputs, "key" / "warped" / None in image mode), advancing the
+        video state. The schedule is `yolactedge.model.is_key_frame(index, keyframe_interval)` with phase 0."""
+        if self.keyframe_interval == 1:
+            return self.backend.invoke(tensor), None
+        if self._memory is None or self._frame_index % self.keyframe_interval == 0:
+            raw, self._memory = self.backend.invoke_key(tensor)
+            kind = "key"
+        else:
+            raw, kind = self.backend.invoke_warped(tensor, self._memory), "warped"
+        self._frame_index += 1
+        return raw, kind
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -129,17 +162,19 @@ class Detector:
         return self.backend.prepare(image)
 
     def __call__(self, image: np.ndarray | str | os.PathLike) -> Prediction:
-        """Detect in one image: an RGB uint8 array ([H, W] gray and [H, W, 4] RGBA are converted) or a file path."""
+        """Detect in one image: an RGB uint8 array ([H, W] gray and [H, W, 4] RGBA are converted) or a file path.
+
+        In video mode (keyframe_interval > 1) the image is the next frame of the current video."""
         source, image = _read(image)
         t0 = time.perf_counter()
         tensor = self.preprocess(image)
         t1 = time.perf_counter()
-        raw = self.backend.invoke(tensor)
+        raw, kind = self._invoke(tensor)
         t2 = time.perf_counter()
         detections = postprocess(*raw, image.shape[:2], **self.postprocess_options)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return Prediction(detections, timings, image.shape[:2], self.class_names, source)
+        return Prediction(detections, timings, image.shape[:2], self.class_names, source, frame=kind)
 
     def stream(self, frames: Iterable[Any], *, track: bool = False, latest: bool = False,
                tracker: Tracker | None = None, stats: StreamStats | None = None) -> Iterator[Prediction]:
@@ -151,6 +186,7 @@ class Detector:
         one passed as `tracker`); weak detections that continue a track are kept even below the score threshold,
         as ByteTrack does.
         latest: for live sources, skip frames that arrive while the model is busy.
+        In video mode the stream is one video: it starts with `reset()`, so its first frame is a key frame.
         """
         for _, prediction in self.stream_frames(frames, track=track, latest=latest, tracker=tracker, stats=stats):
             yield prediction
@@ -170,6 +206,7 @@ class Detector:
             tracker = Tracker.at_threshold(wanted)
         if tracker is not None:
             options["score_threshold"] = min(wanted, tracker.config.low_score)
+        self.reset()
 
         def infer(item):
             source, image = item if isinstance(item, tuple) else (None, item)
@@ -177,19 +214,20 @@ class Detector:
             t0 = time.perf_counter()
             tensor = self.preprocess(image)
             t1 = time.perf_counter()
-            raw = self.backend.invoke(tensor)
+            raw, kind = self._invoke(tensor)  # one inference thread: the frames reach it in order
             t2 = time.perf_counter()
-            return source, image, raw, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
+            return source, image, raw, kind, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
 
         def finish(item):
-            source, image, raw, timings = item
+            source, image, raw, kind, timings = item
             t0 = time.perf_counter()
             detections = postprocess(*raw, image.shape[:2], **options)
             track_ids = None
             if tracker is not None:
                 detections, track_ids = tracker.track(detections, wanted)
             timings["postprocess"] = (time.perf_counter() - t0) * 1e3
-            return image, Prediction(detections, timings, image.shape[:2], self.class_names, source, track_ids)
+            return image, Prediction(detections, timings, image.shape[:2], self.class_names, source, track_ids,
+                                     kind)
 
         yield from pipelined(frames, [("inference", infer), ("postprocess", finish)], latest=latest, stats=stats)
 
@@ -198,8 +236,8 @@ class Detector:
         return [self(image) for image in images]
 
     def raw(self, image: np.ndarray | str | os.PathLike) -> RawOutputs:
-        """The network's raw float32 outputs for one image (no postprocessing)."""
-        return self.backend.invoke(self.preprocess(_read(image)[1]))
+        """The network's raw float32 outputs for one image (no postprocessing); in video mode, the next frame's."""
+        return self._invoke(self.preprocess(_read(image)[1]))[0]
 
     def describe(self) -> str:
         """A few lines: file, backend, input, outputs (with the names they were found under), classes."""
@@ -210,6 +248,8 @@ class Detector:
             found = "" if name == role else f" (output {name!r})"
             lines.append(f"output      {role:<7} {dtype} {list(shape)}{found}")
         lines.append(f"classes     {len(self.class_names)} ({names})")
+        if self.keyframe_interval > 1:
+            lines.append(f"video       a key frame every {self.keyframe_interval} frames, the others warped from it")
         return "\n".join(lines)
 
 

@@ -7,14 +7,27 @@ and `RawOutputs` for the four outputs.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 RAW_OUTPUTS = ("boxes", "scores", "masks", "proto")
+# A video model's ONNX pair: the key-frame graph `<stem>.onnx` outputs RAW_OUTPUTS then these memory tensors; the
+# warped-frame graph `<stem>_warp.onnx` takes the image and them. The metadata entry VIDEO_GRAPH_KEY says which.
+VIDEO_MEMORY = ("key_p4", "key_p5", "key_flow_features")
+VIDEO_GRAPH_KEY = "video_graph"
+WARPED_GRAPH_SUFFIX = "_warp"
+
+
+def warped_graph_path(key_graph: str | os.PathLike) -> Path:
+    """The warped-frame partner of a key-frame graph: `dir/model.onnx` → `dir/model_warp.onnx`."""
+    path = Path(key_graph)
+    return path.with_name(path.stem + WARPED_GRAPH_SUFFIX + path.suffix)
 _EXPECTED_OUTPUTS = "boxes [1,A,4], scores [1,C,A], masks [1,A,P], proto [1,Hp,Wp,P]"
 
 

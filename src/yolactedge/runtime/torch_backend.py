@@ -48,6 +48,21 @@ class TorchBackend(Backend):
             outputs = self.module(self._torch.from_numpy(tensor).to(self._device))
         return RawOutputs(*(o.cpu().numpy() for o in outputs))
 
+    def open_video(self) -> None:
+        if not self.module.config.video:
+            raise ModelError(f"{self.path}: {self.module.config.name} is an image model without the flow net; "
+                             "keyframe_interval > 1 needs a video model (a video preset or video checkpoint)")
+
+    def invoke_key(self, tensor: np.ndarray) -> tuple[RawOutputs, Any]:
+        with self._torch.inference_mode():
+            outputs, memory = self.module.key_frame(self._torch.from_numpy(tensor).to(self._device))
+        return RawOutputs(*(o.cpu().numpy() for o in outputs)), memory
+
+    def invoke_warped(self, tensor: np.ndarray, memory: Any) -> RawOutputs:
+        with self._torch.inference_mode():
+            outputs = self.module.warped_frame(self._torch.from_numpy(tensor).to(self._device), memory)
+        return RawOutputs(*(o.cpu().numpy() for o in outputs))
+
     @functools.cached_property
     def output_info(self) -> dict[str, tuple[str, tuple[int, ...], str]]:
         """Shapes from one forward pass on a black image (done only when asked, e.g. by `describe`)."""

@@ -1,0 +1,54 @@
+"""ONNX export of a video model: the key-frame and warped-frame graphs, their interface and their check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from yolactedge.export import ExportError, export_model  # noqa: E402
+from yolactedge.export.onnx import inspect_onnx, read_metadata  # noqa: E402
+
+MEMORY = ["key_p4", "key_p5", "key_flow_features"]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_video_model, tmp_path_factory):
+    return export_model(tiny_video_model, "onnx", output=tmp_path_factory.mktemp("video") / "vid.onnx",
+                        progress=False)
+
+
+def graph_io(path):
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return graph, [i.name for i in graph.input], [o.name for o in graph.output]
+
+
+def test_two_graphs_with_the_memory_between_them(exported):
+    assert exported.warped_path == exported.path.with_name("vid_warp.onnx") and exported.warped_path.is_file()
+    _, key_inputs, key_outputs = graph_io(exported.path)
+    warped, warped_inputs, warped_outputs = graph_io(exported.warped_path)
+    assert key_inputs == ["input"] and key_outputs == ["boxes", "scores", "masks", "proto", *MEMORY]
+    assert warped_inputs == ["input", *MEMORY] and warped_outputs == ["boxes", "scores", "masks", "proto"]
+    assert "GridSample" in {node.op_type for node in warped.node}
+    assert read_metadata(exported.path)["video_graph"] == "key"
+    assert read_metadata(exported.warped_path)["video_graph"] == "warped"
+    assert json.loads(read_metadata(exported.warped_path)["config"])["video"] is True
+    assert inspect_onnx(exported.path)["opset"] == inspect_onnx(exported.warped_path)["opset"] == 17
+    assert "vid_warp.onnx" in exported.summary() and "--keyframe-interval" in exported.summary()
+
+
+def test_both_graphs_match_pytorch(exported):
+    report = exported.onnx_check
+    assert set(report) == {"key", "warped"}
+    assert set(report["key"]["relative_error"]) == {"boxes", "scores", "masks", "proto", *MEMORY}
+    for errors in report.values():
+        assert 0 < errors["max_relative_error"] < 1e-4 and errors["max_absolute_error"] < 1e-3
+
+
+def test_tflite_from_a_key_frame_graph_is_refused(exported):
+    with pytest.raises(ExportError, match="key-frame graph of a video model; TFLite export starts from its checkpoint"):
+        export_model(exported.path, "tflite", progress=False)

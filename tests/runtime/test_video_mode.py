@@ -1,0 +1,130 @@
+"""Video mode of the Detector (keyframe_interval > 1): the schedule, the state it keeps, and misuse errors;
+PyTorch runs the model's own key_frame / warped_frame, ONNX Runtime the exported key/warped graph pair."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from yolactedge.runtime import Detector, ModelError
+
+LOW_THRESHOLD = 0.05  # the tiny video model's 40 classes score ~0.1: keep enough detections to compare
+
+
+def kinds(predictions) -> list[str | None]:
+    return [p.frame for p in predictions]
+
+
+@pytest.fixture(scope="module")
+def torch_video(tiny_video_model) -> Detector:
+    return Detector(tiny_video_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+
+
+def test_torch_frames_follow_the_schedule_and_the_models_own_video_api(torch_video, tiny_video_model, video_frames):
+    import torch
+
+    torch_video.reset()
+    raws = [torch_video.raw(frame) for frame in video_frames[:5]]
+    tensors = [torch.from_numpy(torch_video.preprocess(frame)) for frame in video_frames[:5]]
+    with torch.inference_mode():
+        expected = []
+        for index, tensor in enumerate(tensors):
+            if index % 3 == 0:
+                outputs, memory = tiny_video_model.key_frame(tensor)
+            else:
+                outputs = tiny_video_model.warped_frame(tensor, memory)
+            expected.append([o.numpy() for o in outputs])
+    for raw, reference in zip(raws, expected):
+        for got, want in zip(raw, reference):
+            np.testing.assert_array_equal(got, want)
+    # Warped frames differ from what the whole network computes on the same frame.
+    assert not np.allclose(raws[1].scores, Detector(tiny_video_model).raw(video_frames[1]).scores, atol=1e-4)
+
+
+def test_calls_in_sequence_keep_the_state_until_reset(torch_video, video_frames):
+    torch_video.reset()
+    first = [torch_video(frame) for frame in video_frames[:7]]
+    assert kinds(first) == ["key", "warped", "warped", "key", "warped", "warped", "key"]
+    torch_video.reset()
+    again = torch_video(video_frames[1])
+    assert again.frame == "key" and "key frame" in again.summary()
+    assert "a key frame every 3 frames" in torch_video.describe()
+
+
+def test_stream_starts_a_video_each_time(torch_video, video_frames):
+    torch_video.reset()
+    torch_video(video_frames[0])  # mid-video state the stream must not inherit
+    runs = [list(torch_video.stream(video_frames[:5])) for _ in range(2)]
+    assert kinds(runs[0]) == kinds(runs[1]) == ["key", "warped", "warped", "key", "warped"]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
+    assert sum(len(p) for p in runs[0]) > 0
+
+
+def test_image_mode_is_unchanged_for_a_video_model(tiny_video_model, tiny_model, video_frames):
+    predictions = [Detector(tiny_video_model)(f) for f in video_frames[:2]]
+    assert kinds(predictions) == [None, None]
+    assert Detector(tiny_model)(video_frames[0]).frame is None
+
+
+@pytest.mark.parametrize("interval", [0, -2, 2.5, True, "5"])
+def test_bad_intervals_are_refused(tiny_video_model, interval):
+    with pytest.raises(ModelError, match="keyframe_interval must be a positive integer") as exc:
+        Detector(tiny_video_model, keyframe_interval=interval)
+    assert "\n" not in str(exc.value)
+
+
+def test_an_image_model_refuses_video_mode(tiny_model, tiny_onnx):
+    for model in (tiny_model, tiny_onnx):
+        with pytest.raises(ModelError, match="video model") as exc:
+            Detector(model, keyframe_interval=5)
+        assert "\n" not in str(exc.value)
+
+
+# --- ONNX Runtime: the exported key/warped pair ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def video_onnx(tiny_video_model, model_dir):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxsim")
+    from yolactedge.export.onnx_video import export_video_onnx
+
+    path = model_dir / "tiny_video.onnx"
+    export_video_onnx(tiny_video_model, path, progress=False)
+    return path
+
+
+def test_onnx_pair_runs_the_video_like_torch(video_onnx, torch_video, video_frames):
+    onnx_video = Detector(video_onnx, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    ours, reference = list(onnx_video.stream(video_frames)), list(torch_video.stream(video_frames))
+    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    for got, want in zip(ours, reference):
+        assert len(got) == len(want)
+        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
+        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, rtol=0, atol=1)  # whole pixels
+    assert sum(len(p) for p in ours[1:3]) > 0  # warped frames were compared on real detections
+    onnx_video.reset()
+    torch_video.reset()
+    for frame in video_frames[:3]:
+        for got, want in zip(onnx_video.raw(frame), torch_video.raw(frame)):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_the_key_frame_graph_alone_is_an_image_model(video_onnx, tiny_video_model, video_frames):
+    got = Detector(video_onnx).raw(video_frames[0])
+    want = Detector(tiny_video_model).raw(video_frames[0])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
+def test_a_missing_or_misused_partner_is_a_one_line_error(video_onnx, tmp_path):
+    from yolactedge.runtime.tensors import warped_graph_path
+
+    lonely = tmp_path / "alone.onnx"
+    lonely.write_bytes(video_onnx.read_bytes())
+    Detector(lonely)  # image mode needs no partner
+    with pytest.raises(ModelError, match="alone_warp.onnx is missing") as exc:
+        Detector(lonely, keyframe_interval=5)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ModelError, match=r"warped-frame graph of a video model; open its key-frame graph .*tiny_video"):
+        Detector(warped_graph_path(video_onnx))
