@@ -20,10 +20,19 @@ STAGES = ("preprocess", "inference", "postprocess")
 
 
 @dataclass
-class BenchRow:
+class ModelRun:
+    """Which file ran, on which runtime, with how many threads: the first columns of every benchmark row."""
+
     model: str
     backend: str
     threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchRow(ModelRun):
     size_mb: float
     input: str
     median_ms: dict[str, float]
@@ -33,8 +42,6 @@ class BenchRow:
     detections: int
     frame: str | None = None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def benchmark(

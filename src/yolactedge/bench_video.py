@@ -11,26 +11,22 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from .bench import ModelRun
 
 MODES = ("sequential", "pipelined")
 
 
 @dataclass
-class VideoBenchRow:
+class VideoBenchRow(ModelRun):
     mode: str
-    model: str
-    backend: str
-    threads: int
     frames: int
     fps: float
     median_ms: dict[str, float]
     busy_s: dict[str, float]
     detections_per_frame: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def benchmark_video(model: str, video: str, *, threads: int = 1, runs: tuple[str, ...] = MODES,
