@@ -111,3 +111,9 @@ def test_stream_with_tracking_gives_ids_for_every_kept_detection(tiny_onnx, scen
     strong = last.detections.scores >= 0.4  # new tracks start 0.1 above the score threshold, as ByteTrack's
     assert strong.any() and (last.track_ids[strong] > 0).all()  # a still scene: all of them tracked by frame 5
     assert [p.track_ids.tolist() for p in predictions[2:]] == [last.track_ids.tolist()] * 3
+
+
+def test_a_tracked_prediction_names_its_tracks(tiny_onnx, scenes):
+    predictions = list(Detector(tiny_onnx, score_threshold=0.3).stream([scenes[0]] * 3, track=True))
+    ids = sorted(i for i in predictions[-1].track_ids.tolist() if i >= 0)
+    assert ids and predictions[-1].summary().split(" (")[0].endswith("tracks " + " ".join(map(str, ids)))

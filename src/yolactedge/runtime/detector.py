@@ -62,10 +62,14 @@ class Prediction:
         return len(self.detections)
 
     def summary(self) -> str:
-        """One line such as "2 circle, 1 star (pre 0.4 ms, infer 12.0 ms, post 1.1 ms)"."""
+        """One line such as "2 circle, 1 star (pre 0.4 ms, infer 12.0 ms, post 1.1 ms)"; with tracking, the track ids
+        follow the classes ("2 circle, 1 star; tracks 1 4 7")."""
         t = self.timings
         kind = f"{self.frame} frame, " if self.frame else ""
-        return (f"{self.detections.summary(self.class_names)} ({kind}pre {t['preprocess']:.1f} ms, "
+        tracks = ""
+        if self.track_ids is not None and (self.track_ids >= 0).any():
+            tracks = "; tracks " + " ".join(str(i) for i in sorted(self.track_ids[self.track_ids >= 0].tolist()))
+        return (f"{self.detections.summary(self.class_names)}{tracks} ({kind}pre {t['preprocess']:.1f} ms, "
                 f"infer {t['inference']:.1f} ms, post {t['postprocess']:.1f} ms)")
 
 
