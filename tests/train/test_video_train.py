@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from yolactedge.assets import resolve_model_path
+from yolactedge.cli import main
 from yolactedge.data.synthetic_video import generate_videos
 from yolactedge.model.build import load_model
 from yolactedge.model.checkpoint import CheckpointError, read_state_dict, remap_state_dict
@@ -129,3 +130,28 @@ def test_warp_stage_from_an_untrained_flow_net_warns(videos, tmp_path):
 def test_unknown_stage_is_refused(videos, tmp_path):
     with pytest.raises(ValueError, match="unknown video stage 'flows'"):
         train_video(videos, stage="flows", out_dir=tmp_path)
+
+
+def test_cli_trains_a_video_stage(videos, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--video-stage", "flow", "--data", str(videos), "--imgsz", str(SIZE), "--iters", "2",
+                 "--batch", "1", "--out", str(out), "--threads", "1"]) == 0
+    assert f"checkpoint: {out / 'last.pth'}" in capsys.readouterr().out
+    assert load_model(out / "last.pth").config.video
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--resume"], "--resume does not apply to --video-stage"),
+    (["--config", "yolact_edge_demo"], "--config does not apply to --video-stage"),
+])
+def test_cli_refuses_image_only_flags(videos, tmp_path, capsys, flags, message):
+    assert main(["train", "--video-stage", "warp", "--data", str(videos), "--out", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_names_an_image_dataset(tmp_path, capsys):
+    (tmp_path / "annotations.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    assert main(["train", "--video-stage", "flow", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "a COCO image dataset" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

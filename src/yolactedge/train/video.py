@@ -40,7 +40,7 @@ from .loss import YolactLoss
 from .runlog import Averages, RunLog
 from .schedule import Schedule, make_optimizer, set_lr
 from .state import LAST_NAME, claim_run_folder, seed_everything
-from .video_data import FramePairs
+from .video_data import FramePairs, check_video_dataset
 
 STAGES = ("flow", "warp")
 FLOW_MODULES = ("flow_net", "flow_net_pre_convs")
@@ -184,8 +184,8 @@ def train_video(
     health checks and atomic saving are the image trainer's (`schedule.py`, `health.py`, `state.py`).
     """
     _check_stage(stage)
+    check_video_dataset(data)  # before the model is built: a wrong dataset is the cheapest mistake to report
     out = Path(out_dir)
-    claim_run_folder(out, resume=False, exist_ok=exist_ok)
     runlog = RunLog(out, True)
     if threads:
         torch.set_num_threads(threads)
@@ -198,6 +198,7 @@ def train_video(
     if stage == "warp" and pairs.class_names != model.config.class_names:
         raise ValueError(f"{pairs.annotation_file}: classes {list(pairs.class_names)} differ from the model's "
                          f"{list(model.config.class_names)}; stage warp trains on the model's classes")
+    claim_run_folder(out, resume=False, exist_ok=exist_ok)
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev)
     run = VideoRun(model, stage, pairs, Schedule.create(iters, lr), batch_size, optimizer_name, runlog, dev)
