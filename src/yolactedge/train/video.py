@@ -59,13 +59,13 @@ def feature_matching_loss(predicted: list[torch.Tensor], target: list[torch.Tens
     pairs = []
     for level, (pred, goal) in enumerate(zip(predicted, target)):
         layer = model.fpn_phase_2.pred_layers[level + 1]
-        weight, bias = layer.weight.detach(), layer.bias.detach()
-
-        def smooth(x: torch.Tensor) -> torch.Tensor:
-            return F.relu(F.conv2d(x, weight, bias, padding=layer.padding))
-
-        pairs += [(pred, goal), (smooth(pred), smooth(goal))]
+        pairs += [(pred, goal), (_frozen_smoothing(pred, layer), _frozen_smoothing(goal, layer))]
     return sum((1 - F.cosine_similarity(p, g, dim=1)).mean() for p, g in pairs) / len(pairs)
+
+
+def _frozen_smoothing(x: torch.Tensor, layer: torch.nn.Conv2d) -> torch.Tensor:
+    """ReLU(layer(x)) with the layer's weights detached: the loss must not train FPN phase 2 through them."""
+    return F.relu(F.conv2d(x, layer.weight.detach(), layer.bias.detach(), padding=layer.padding))
 
 
 def video_config(image_config: ModelConfig) -> ModelConfig:
@@ -254,10 +254,10 @@ class VideoRun:
             values = self.step(iteration - 1)
             averages.add(values)
             if iteration % log_every == 0 or iteration == self.schedule.max_iter:
-                mean = averages.mean()
+                mean, seconds = averages.mean(), max(time.perf_counter() - started, 1e-9)
                 record = {"iteration": iteration, "lr": self.schedule.lr_at(iteration - 1),
                           **{k: round(v, 5) for k, v in mean.items()},
-                          "pairs_per_s": round(averages.count * self.batch_size / max(time.perf_counter() - started, 1e-9), 2)}
+                          "pairs_per_s": round(averages.count * self.batch_size / seconds, 2)}
                 self.runlog.train_interval(record, mean, self.schedule.max_iter)
                 averages, started = Averages(), time.perf_counter()
             if iteration % save_every == 0 and iteration < self.schedule.max_iter:
