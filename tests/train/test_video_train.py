@@ -73,6 +73,7 @@ def test_warp_stage_updates_exactly_the_listed_modules(videos, flow_run, tmp_pat
     assert set(FLOW_MODULES) <= changed
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["training"]["video_stage"] == "warp"
+    assert {"B", "C", "M", "S", "K", "W"} <= set(sidecar["training"]["metrics"])
 
 
 def test_saved_checkpoint_runs_as_a_video_model(flow_run):
@@ -86,25 +87,28 @@ def test_saved_checkpoint_runs_as_a_video_model(flow_run):
 
 
 def test_training_path_computes_what_warped_frame_computes(videos, flow_run):
-    """The warp stage's loss sees exactly the outputs inference gives a warped frame."""
+    """The warp stage's losses see exactly the outputs inference gives the frame warped and as a key frame."""
     model = load_model(flow_run)
     keys, currents, _ = FramePairs(videos, SIZE, max_gap=5, seed=0).batch(0, 1)
-    captured = {}
+    captured = []
     original = model.forward_train_from_phase_1
 
     def capture(phase_1):
-        captured["outputs"] = original(phase_1)
-        return captured["outputs"]
+        captured.append(original(phase_1))
+        return captured[-1]
 
     model.forward_train_from_phase_1 = capture
     with torch.no_grad():
         stage_losses(model, "warp", keys, currents, None, lambda outputs, targets: {})
         _, memory = model.key_frame(keys)
         _, scores, coefs, proto = model.warped_frame(currents, memory)
-    outputs = captured["outputs"]
+    outputs = captured[0]  # the warped frame's; the second call is the current frame as a key frame
     torch.testing.assert_close(torch.softmax(outputs.conf, -1)[..., 1:].transpose(1, 2), scores)
     torch.testing.assert_close(outputs.coef, coefs)
     torch.testing.assert_close(outputs.proto, proto)
+    with torch.no_grad():
+        _, key_scores, _, _ = model(currents)
+    torch.testing.assert_close(torch.softmax(captured[1].conf, -1)[..., 1:].transpose(1, 2), key_scores)
 
 
 def test_image_dataset_is_refused_in_one_line(tmp_path):

@@ -12,7 +12,8 @@
   SPA does not learn in this stage, and from an image checkpoint it is still untrained.
 * Stage "warp": the original's fine_tune_layers (WARP_MODULES) learn, the backbone and FPN phase 1 stay
   frozen. The loss is YolactLoss on the warped frame's outputs plus the feature-matching loss on the P4 and P5
-  that FPN phase 2 receives (after SPA), as the original's `extra_loss` 'W'.
+  that FPN phase 2 receives (after SPA), as the original's `extra_loss` 'W', plus YolactLoss on the current
+  frame computed as a key frame (the original's base_backward, 'K').
 
 Frozen modules run in eval mode (BatchNorm statistics untouched) and their parameters are left out of the
 optimizer, so they stay bit-identical. The checkpoint is a video model in the official layout (`last.pth` +
@@ -139,7 +140,9 @@ def transferred_p4_p5(model: YolactEdge, key_phase_1, key_lateral, lateral) -> l
 
 
 def stage_losses(model: YolactEdge, stage: str, keys, currents, targets, loss_fn) -> dict[str, torch.Tensor]:
-    """Stage "flow": {"W"}; stage "warp": YolactLoss's terms on the warped frame plus "W" after SPA."""
+    """Stage "flow": {"W"}. Stage "warp": YolactLoss's terms on the warped frame, "W" after SPA, and "K", the
+    total YolactLoss of the current frame's own (key-frame) outputs: the original's base_backward, which keeps
+    the heads that warped and key frames share good on key frames."""
     key_phase_1, key_lateral = frozen_phase_1(model, keys)
     target, lateral = frozen_phase_1(model, currents)
     p4, p5 = transferred_p4_p5(model, key_phase_1, key_lateral, lateral)
@@ -148,7 +151,8 @@ def stage_losses(model: YolactEdge, stage: str, keys, currents, targets, loss_fn
     p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
     p4, p5 = model.spa(lateral, p4, p5)
     losses = loss_fn(model.forward_train_from_phase_1([p3, p4, p5]), targets)
-    return {**losses, "W": feature_matching_loss([p4, p5], target[1:], model)}
+    key_frame_losses = loss_fn(model.forward_train_from_phase_1(target), targets)
+    return {**losses, "K": sum(key_frame_losses.values()), "W": feature_matching_loss([p4, p5], target[1:], model)}
 
 
 def _check_stage(stage: str) -> None:
