@@ -63,6 +63,8 @@ def cmd_data_synth_video(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from ..train import map_validator, train
 
+    if args.video_stage:
+        return _cmd_train_video(args)
     for flag, value in (("--iters", args.iters), ("--batch", args.batch), ("--save-every", args.save_every),
                         ("--val-every", args.val_every), ("--val-limit", args.val_limit)):
         if value is not None and value < 1:
@@ -78,6 +80,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=device,
     )
     print(f"checkpoint: {best}")
+    return 0
+
+
+# Image-training flags a video stage has no use for (None or False when not given).
+_NOT_FOR_VIDEO_STAGES = ("config", "backbone_weights", "epochs", "clip_grad", "max_expand", "resume", "val_data",
+                         "val_every", "val_limit")
+
+
+def _cmd_train_video(args: argparse.Namespace) -> int:
+    from ..train.video import train_video
+
+    given = [name for name in _NOT_FOR_VIDEO_STAGES if getattr(args, name) not in (None, False)]
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')} does not apply to --video-stage (a video stage starts "
+                         f"from --weights and trains --iters iterations)")
+    for flag, value in (("--iters", args.iters), ("--batch", args.batch), ("--save-every", args.save_every)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    options = {"iters": args.iters, "batch_size": args.batch, "lr": args.lr, "optimizer_name": args.optimizer,
+               "seed": args.seed, "input_size": args.imgsz, "weights": args.weights}
+    checkpoint = train_video(
+        args.data, stage=args.video_stage, out_dir=args.out, exist_ok=args.exist_ok, save_every=args.save_every,
+        threads=args.threads, device=None if args.device == "auto" else _training_device(args.device),
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 

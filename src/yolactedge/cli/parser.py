@@ -139,6 +139,10 @@ def _add_train(sub) -> None:
     train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
     train.add_argument("--workers", type=int, default=0)
     train.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation (default 0)")
+    train.add_argument("--video-stage", choices=("flow", "warp"),
+                       help="train a video model's temporal part on a YouTube-VIS --data from --weights (an image "
+                            "or video checkpoint, default demo): flow = the flow net alone (feature matching), "
+                            "warp = fine-tune on warped frames (the original's second stage)")
     train.set_defaults(func=cmd_train)
 
 

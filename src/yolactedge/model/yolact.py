@@ -131,3 +131,8 @@ class YolactEdge(nn.Module):
     def forward_train(self, x: torch.Tensor) -> TrainOutputs:
         pyramid, loc, conf, coef, priors, proto = self._features(x)
         return TrainOutputs(loc, conf, coef, priors, proto, self.semantic_seg_conv(pyramid[0]))
+
+    def forward_train_from_phase_1(self, phase_1: list[torch.Tensor]) -> TrainOutputs:
+        """What the loss needs from phase-1 [P3, P4, P5]: video training feeds a warped frame's features here."""
+        pyramid, loc, conf, coef, priors, proto = self._predict(self.fpn_phase_2(phase_1))
+        return TrainOutputs(loc, conf, coef, priors, proto, self.semantic_seg_conv(pyramid[0]))

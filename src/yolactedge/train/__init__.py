@@ -5,7 +5,7 @@
 
 Modules: `trainer` (Trainer, train), `settings` (what defines a run and what resume keeps), `schedule`,
 `sampling` (data and the replayable batch stream), `distributed`, `state` (the files a run writes),
-`validation`, `runlog`.
+`validation`, `runlog`, `video` (train_video: the two video stages).
 """
 from .loss import YolactLoss, prepare_targets
 from .match import MatchResult, encode, jaccard, match, match_batch, point_form
@@ -14,8 +14,9 @@ from .schedule import Schedule
 from .state import load_train_state
 from .trainer import Trainer, train
 from .validation import map_validator, validation_loss
+from .video import train_video
 
 __all__ = [
     "MatchResult", "Schedule", "Trainer", "YolactLoss", "encode", "jaccard", "load_train_state", "map_validator",
-    "match", "match_batch", "point_form", "prepare_targets", "resolve_data", "train", "validation_loss",
+    "match", "match_batch", "point_form", "prepare_targets", "resolve_data", "train", "train_video", "validation_loss",
 ]
