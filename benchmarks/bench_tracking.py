@@ -21,7 +21,7 @@ import numpy as np
 
 from yolactedge.data import generate_videos, load_ytvis
 from yolactedge.evaluate import PROTOCOL
-from yolactedge.evaluate_video import _video_ground_truth, tracking_metrics, video_ap
+from yolactedge.evaluate_video import tracking_metrics, video_ap, video_ground_truth
 from yolactedge.runtime import Detector
 from yolactedge.runtime.images import load_image
 from yolactedge.track import UNTRACKED, Tracker
@@ -78,7 +78,7 @@ def main() -> int:
     dataset = load_ytvis(data)
     detector = Detector(args.model, num_threads=2, **PROTOCOL)
     per_video = detect_all(detector, dataset)
-    gt = _video_ground_truth(dataset, dataset.videos)
+    gt = video_ground_truth(dataset, dataset.videos)
     names = [c["name"] for c in dataset.categories]
     category_ids = [next(c["id"] for c in dataset.categories if c["name"] == n) for n in detector.class_names
                     if n in names]

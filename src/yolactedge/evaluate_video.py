@@ -198,13 +198,14 @@ def evaluate_videos(detector, data: str | os.PathLike, *, track: bool = False, t
     frames = score_results(gt, results, evaluated, cat_ids, detector.class_names, [], inference_ms)
     result = VideoEvalResult(frames, len(done), skipped=skipped)
     if track:
-        video_gt = _video_ground_truth(dataset, done)
+        video_gt = video_ground_truth(dataset, done)
         result.video, result.tracking = video_ap(video_gt, entries), tracking_metrics(video_gt, entries)
         result.track_results = entries
     return result
 
 
-def _video_ground_truth(dataset, videos) -> dict:
+def video_ground_truth(dataset, videos) -> dict:
+    """The YouTube-VIS ground-truth dict of `videos` (YtvisVideo records of `dataset`), as the video metrics take it."""
     ids = {video.id for video in videos}
     return {
         "videos": [{"id": v.id, "width": v.width, "height": v.height, "length": v.length} for v in videos],

@@ -87,6 +87,11 @@ def _is_video(item) -> bool:
     return isinstance(item, int) or Path(item).suffix.lower() in VIDEO_SUFFIXES
 
 
+def stable_id(name: str) -> int:
+    """A COCO / YouTube-VIS id from a file or video name alone (CRC-32, 31 bits), the same in every run."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
 class ImageIds:
     """COCO image ids for predicted files: the dataset's id of the image with the same file name, or without a
     dataset a stable id derived from the name as given (CRC-32, 31 bits; a collision is an error, not a merge).
@@ -116,7 +121,7 @@ class ImageIds:
     def __call__(self, name: str) -> int:
         """The id of `name`; ImageError when the dataset has no such image."""
         if self.by_file_name is None:
-            image_id = zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+            image_id = stable_id(name)
             if self._given.setdefault(image_id, name) != name:
                 raise ImageError(f"{name}: its image id collides with {self._given[image_id]}'s; rename one")
             return image_id
@@ -151,9 +156,7 @@ class _Run:
         prediction = self.detector(image)
         self._record(item, image_id, image, prediction)
         if self.out is not None:
-            target = _unique_path(self.out, Path(item).stem + ".jpg", self.report.written)
-            _write_image(target, self._draw(image, prediction))
-            self.report.written.append(target)
+            self._save_image(item, self._draw(image, prediction))
 
     def sequence(self, name: str, paths: list[str]) -> None:
         """Images as the frames of one tracked sequence; a frame of another size than the first is skipped."""
@@ -176,9 +179,7 @@ class _Run:
         for frame, prediction, canvas in self._stream(frames()):
             self._record(prediction.source, self.image_ids(prediction.source), frame, prediction, collected)
             if canvas is not None:
-                target = _unique_path(self.out, Path(prediction.source).stem + ".jpg", self.report.written)
-                _write_image(target, canvas)
-                self.report.written.append(target)
+                self._save_image(prediction.source, canvas)
         self._finish_video(name, collected)
 
     def video(self, source) -> None:
@@ -220,6 +221,11 @@ class _Run:
         inner = self.detector.stream_frames(frames, track=self.track, latest=latest)
         return pipelined(inner, [("draw", draw)])
 
+    def _save_image(self, source: str, canvas: np.ndarray) -> None:
+        target = _unique_path(self.out, Path(source).stem + ".jpg", self.report.written)
+        _write_image(target, canvas)
+        self.report.written.append(target)
+
     def _draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
         return draw_detections(image, prediction.detections, self.detector.class_names,
                                track_ids=prediction.track_ids)
@@ -240,7 +246,7 @@ class _Run:
     def _finish_video(self, name: str, collected: VideoTrackResults) -> None:
         if collected.frames == 0:
             return
-        video_id = zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+        video_id = stable_id(name)
         entries = collected.entries(video_id, self.category_ids)
         self.track_entries.extend({**entry, "video": name} for entry in entries)
 

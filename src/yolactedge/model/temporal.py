@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..keyframes import is_key_frame
+
 # The original's flow.encode_channels and flow.reduce_channels[-1] in every video config.
 FLOW_WIDTH = 64
 LEAKY_SLOPE = 0.1
@@ -192,21 +194,6 @@ def warped_phase_1(
     p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
     p4, p5 = spa(lateral, p4, p5)
     return [p3, p4, p5]
-
-
-def is_key_frame(index: int, interval: int = 5, phase: int = 0) -> bool:
-    """The original's schedule for frames numbered 0, 1, 2, ...: key frames where index % interval == phase.
-
-    Frames before the first such frame are key frames too (the original's YouTube-VIS passes 1..4 do that);
-    with phase 0 this is evalvideo's "every 5th frame, starting with the first".
-    """
-    if interval < 1:
-        raise ValueError(f"key-frame interval must be at least 1, got {interval}")
-    if not 0 <= phase < interval:
-        raise ValueError(f"key-frame phase must be in [0, {interval}), got {phase}")
-    if index < 0:
-        raise ValueError(f"frame index must be non-negative, got {index}")
-    return index % interval == phase or index < phase
 
 
 class VideoStream:

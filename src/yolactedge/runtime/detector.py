@@ -9,14 +9,15 @@ import inspect
 import os
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
+from ..keyframes import is_key_frame
 from ..postprocessing import Detections, postprocess
 from ..postprocessing.pipeline import check_thresholds
 from .backend import open_backend
@@ -137,10 +138,10 @@ class Detector:
 
     def _invoke(self, tensor: np.ndarray) -> tuple[RawOutputs, str | None]:
         """The backend on the next frame → (raw outputs, "key" / "warped" / None in image mode), advancing the
-        video state. The schedule is `yolactedge.model.is_key_frame(index, keyframe_interval)` with phase 0."""
+        video state on the original's schedule (`is_key_frame`, phase 0)."""
         if self.keyframe_interval == 1:
             return self.backend.invoke(tensor), None
-        if self._memory is None or self._frame_index % self.keyframe_interval == 0:
+        if self._memory is None or is_key_frame(self._frame_index, self.keyframe_interval):
             raw, self._memory = self.backend.invoke_key(tensor)
             kind = "key"
         else:
@@ -170,15 +171,20 @@ class Detector:
 
         In video mode (keyframe_interval > 1) the image is the next frame of the current video."""
         source, image = _read(image)
+        raw, kind, timings = self._run_model(image)
+        t0 = time.perf_counter()
+        detections = postprocess(*raw, image.shape[:2], **self.postprocess_options)
+        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
+        return Prediction(detections, timings, image.shape[:2], self.class_names, source, frame=kind)
+
+    def _run_model(self, image: np.ndarray) -> tuple[RawOutputs, str | None, dict[str, float]]:
+        """RGB uint8 image → (raw outputs, "key" / "warped" / None, {"preprocess", "inference"} ms)."""
         t0 = time.perf_counter()
         tensor = self.preprocess(image)
         t1 = time.perf_counter()
         raw, kind = self._invoke(tensor)
         t2 = time.perf_counter()
-        detections = postprocess(*raw, image.shape[:2], **self.postprocess_options)
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return Prediction(detections, timings, image.shape[:2], self.class_names, source, frame=kind)
+        return raw, kind, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
 
     def stream(self, frames: Iterable[Any], *, track: bool = False, latest: bool = False,
                tracker: Tracker | None = None, stats: StreamStats | None = None) -> Iterator[Prediction]:
@@ -215,12 +221,7 @@ class Detector:
         def infer(item):
             source, image = item if isinstance(item, tuple) else (None, item)
             image = as_rgb_uint8(image)
-            t0 = time.perf_counter()
-            tensor = self.preprocess(image)
-            t1 = time.perf_counter()
-            raw, kind = self._invoke(tensor)  # one inference thread: the frames reach it in order
-            t2 = time.perf_counter()
-            return source, image, raw, kind, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
+            return (source, image, *self._run_model(image))  # one inference thread: frames reach it in order
 
         def finish(item):
             source, image, raw, kind, timings = item
