@@ -205,7 +205,7 @@ def evaluate_videos(detector, data: str | os.PathLike, *, track: bool = False, t
 
 
 def video_ground_truth(dataset, videos) -> dict:
-    """The YouTube-VIS ground-truth dict of `videos` (YtvisVideo records of `dataset`), as the video metrics take it."""
+    """The YouTube-VIS ground truth of `videos` (records of `dataset`), as the video metrics take it."""
     ids = {video.id for video in videos}
     return {
         "videos": [{"id": v.id, "width": v.width, "height": v.height, "length": v.length} for v in videos],
