@@ -27,6 +27,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_convert import official_layout_checkpoint  # noqa: E402
+
 TARGETS = ("cpu", "imx8mp", "imx93")
 OUTPUTS = ("boxes", "scores", "proto", "masks")
 
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--reuse needs --keep DIR")
             results = {t: json.loads((workdir / f"{t}.result.json").read_text()) for t in TARGETS}
         else:
-            results = export_targets(args.checkpoint or random_checkpoint(workdir), workdir, args.calib_count)
+            checkpoint = args.checkpoint or official_layout_checkpoint("yolact_edge_mobilenetv2", workdir)
+            results = export_targets(str(checkpoint), workdir, args.calib_count)
         vela = vela_rows(results, workdir)
         on_cpu = ["imx8mp", "cpu"]
         profiles = profile_side_by_side([workdir / f"{t}.tflite" for t in on_cpu], threads=args.threads,
@@ -116,19 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json_out).write_text(json.dumps(output, indent=1, default=str))
     print(f"\nwritten: {args.json_out}")
     return 0
-
-
-def random_checkpoint(workdir: Path) -> str:
-    """MobileNetV2 at 550 with random weights and randomised BatchNorm statistics, saved as a checkpoint."""
-    import torch
-
-    from yolactedge import build_model
-    from yolactedge.model.build import randomize_batchnorm
-
-    model = randomize_batchnorm(build_model("yolact_edge_mobilenetv2"), 0)
-    path = workdir / "yolact_edge_mobilenetv2_random.pth"
-    torch.save(model.state_dict(), path)
-    return str(path)
 
 
 if __name__ == "__main__":
