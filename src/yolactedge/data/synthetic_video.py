@@ -7,8 +7,9 @@ come back. Depth order is fixed per video, so objects pass in front of and behin
 objects that `data synth`'s visibility rule keeps (`visible_shapes`): one hidden too much, behind others or past
 the border, is neither painted nor labelled in that frame (null) and comes back later with the same track id.
 
-Objects keep their colour and shading, and the camera its lighting, blur and JPEG quality, over a video; only
-sensor noise changes from frame to frame. Video v comes from generators seeded by (seed, v, stream) alone, so
+Objects keep their colour and shading, and the camera its lighting, blur and JPEG quality, over a video. Only the
+background's sensor noise changes from frame to frame: objects are painted over it, and the camera step draws
+its own noise from the same generator state in every frame, so that noise repeats. Video v comes from generators seeded by (seed, v, stream) alone, so
 the files do not depend on the number of videos or of worker processes.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """What every export stage shares: the formats, the output order contract, the result and the error type.
 
-Nothing here imports torch, onnx or TensorFlow, and no other module of the package: every stage imports this.
+Nothing here imports torch, onnx or TensorFlow, nor any other export stage (only `yolactedge.fileio`): every
+stage imports this.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..fileio import give_default_permissions
 from ..runtime.tensors import VIDEO_GRAPH_KEY, VIDEO_MEMORY
-from .common import ONNX_OUTPUT_ORDER, ExportError
+from .common import ONNX_OUTPUT_ORDER, ExportError, one_line
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, per output
@@ -71,7 +71,7 @@ def resolve_model(model: Any, imgsz: int | None = None) -> ModelSource:
             warnings.simplefilter("ignore")  # "N keys unused" for video checkpoints: harmless for export
             module = load_model(model)
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
-        raise ExportError(_one_line(exc)) from None
+        raise ExportError(one_line(exc)) from None
     module = with_input_size(module, imgsz)
     return ModelSource(module.config, module.config.input_size, module=module, origin=str(model))
 
@@ -86,7 +86,7 @@ def with_input_size(module, size: int | None):
     try:
         new_config = config.at_input_size(size)
     except ValueError as exc:
-        raise ExportError(_one_line(exc)) from None
+        raise ExportError(one_line(exc)) from None
     resized = YolactEdge(new_config)
     resized.load_state_dict(module.state_dict())
     return resized.eval()
@@ -128,9 +128,7 @@ def export_onnx(
     example = torch_images(images[:1])
     with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
         proto, simplified = trace_to_onnx(model, (example,), ["input"], list(ONNX_OUTPUT_ORDER), opset, simplify)
-    set_metadata(proto, model.config)
-
-    with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
+        set_metadata(proto, model.config)
         info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance,
                                       progress=progress)
     return {"inputs": info["inputs"], "outputs": info["outputs"], "check": report, "simplified": simplified}
@@ -191,7 +189,7 @@ def trace_to_onnx(module, example: tuple, input_names: list[str], output_names: 
                 output_names=output_names, do_constant_folding=True,
             )
         except Exception as exc:  # the tracer raises assorted types
-            raise ExportError(f"ONNX export failed: {_one_line(exc)}") from None
+            raise ExportError(f"ONNX export failed: {one_line(exc)}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     return _simplify(proto) if simplify else (proto, False)
 
@@ -241,7 +239,7 @@ def _simplify(proto):
 
         simplified, ok = onnxsim.simplify(proto)
     except Exception as exc:  # onnxsim failing is not fatal: the unsimplified graph is valid
-        warnings.warn(f"onnxsim failed ({_one_line(exc)}); keeping the unsimplified graph", stacklevel=3)
+        warnings.warn(f"onnxsim failed ({one_line(exc)}); keeping the unsimplified graph", stacklevel=3)
         return proto, False
     if not ok:
         warnings.warn("onnxsim could not validate the simplified graph; keeping the unsimplified one", stacklevel=3)
@@ -279,7 +277,7 @@ def inspect_onnx(path: str | os.PathLike, *, name: str | None = None) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ExportError(f"{label}: not a readable ONNX file ({_one_line(exc)[:120]})") from None
+        raise ExportError(f"{label}: not a readable ONNX file ({one_line(exc)[:120]})") from None
     graph = proto.graph
     initializers = {i.name for i in graph.initializer}
     metadata = {p.key: p.value for p in proto.metadata_props}
@@ -390,8 +388,3 @@ def compare_with_torch(onnx_path, model, images: np.ndarray) -> dict:
             worst = max(worst, error if np.isfinite(error) else float("inf"))
         relative[name] = worst
     return {"images": len(images), "relative_error": relative, "max_relative_error": max(relative.values())}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -33,7 +33,8 @@ def check_request(format: str, precision: str | None, target: str | None) -> str
         if precision not in (None, "fp32"):
             raise ExportError(f"ONNX export is float32 only; --precision {precision} applies to --format tflite")
         if target is not None:
-            raise ExportError(f"--target {target} needs --format tflite --precision int8")
+            precision_hint = " --precision int8" if target in NPU_TARGETS else ""
+            raise ExportError(f"--target {target} needs --format tflite{precision_hint}")
         return "fp32"
     precision = precision or "int8"
     if target in NPU_TARGETS and precision != "int8":

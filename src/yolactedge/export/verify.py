@@ -24,7 +24,7 @@ import numpy as np
 from ..agreement import Agreement, agreement
 from ..fileio import atomic_write_json
 from ..postprocessing import postprocess
-from .common import TFLITE_OUTPUT_ORDER, ExportError
+from .common import TFLITE_OUTPUT_ORDER, ExportError, one_line
 
 VERIFY_SEED = 1338  # calibration's default seed + 1: images calibration did not see
 MATCH_IOU = 0.5
@@ -75,7 +75,7 @@ def open_model(model: Any, backend: str = "auto", *, threads: int | None = 2):
             warnings.simplefilter("ignore")  # class names do not matter here
             return open_backend(model, backend, num_threads=threads)
     except (ModelError, ImportError) as exc:
-        raise ExportError(str(exc).splitlines()[0]) from None
+        raise ExportError(one_line(exc)) from None
 
 
 def run_model(backend, images: np.ndarray) -> list[dict[str, np.ndarray]]:

@@ -69,9 +69,10 @@ def save_train_state(path: Path, payload: Mapping[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save({"kind": TRAIN_STATE_KIND, **payload}, f))
 
 
-def save_model(model, path: Path, iteration: int, max_iter: int, metrics: Mapping[str, float]) -> None:
-    """A model checkpoint whose sidecar also says when in the run it was taken."""
-    meta = {"training": {"iteration": iteration, "max_iter": max_iter, "preset": model.config.name,
+def save_model(model, path: Path, iteration: int, max_iter: int, metrics: Mapping[str, float],
+               **training: Any) -> None:
+    """A model checkpoint whose sidecar also says when in the run it was taken (plus any `training` facts)."""
+    meta = {"training": {"iteration": iteration, "max_iter": max_iter, **training, "preset": model.config.name,
                          "metrics": {k: float(v) for k, v in metrics.items()}}}
     save_checkpoint(model, path, extra=meta)
 

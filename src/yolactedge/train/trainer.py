@@ -22,8 +22,19 @@ import torch
 
 from ..config import ModelConfig
 from ..model.build import build_model
-from ..model.checkpoint import load_backbone_weights, load_state_dict_into, read_state_dict
-from .distributed import DistInfo, barrier, close_distributed, default_threads, init_distributed, wrap_for_training
+from ..model.checkpoint import (
+    load_backbone_weights,
+    load_state_dict_into,
+    read_state_dict,
+)
+from .distributed import (
+    DistInfo,
+    barrier,
+    close_distributed,
+    default_threads,
+    init_distributed,
+    wrap_for_training,
+)
 from .health import HealthCheck, SkipStreak, TrainingDiverged
 from .interrupt import GracefulInterrupt
 from .loss import YolactLoss
@@ -31,8 +42,18 @@ from .runlog import Averages, RunLog
 from .sampling import resolve_data, to_targets, training_loader
 from .schedule import make_optimizer, set_lr
 from .settings import RunRequest, RunSettings
-from .state import (BEST_NAME, LAST_NAME, STATE_NAME, claim_run_folder, load_train_state, rng_state, save_model,
-                    save_train_state, seed_everything, set_rng_state)
+from .state import (
+    BEST_NAME,
+    LAST_NAME,
+    STATE_NAME,
+    claim_run_folder,
+    load_train_state,
+    rng_state,
+    save_model,
+    save_train_state,
+    seed_everything,
+    set_rng_state,
+)
 from .validation import ValFn, Validator, check_val_classes
 
 

@@ -32,15 +32,21 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..model.build import build_model
-from ..model.checkpoint import (VIDEO_ONLY_PREFIXES, infer_config, load_state_dict_into,
-                                read_sidecar, read_state_dict, save_checkpoint)
+from ..model.checkpoint import (
+    VIDEO_ONLY_PREFIXES,
+    infer_config,
+    load_state_dict_into,
+    read_sidecar,
+    read_state_dict,
+)
 from ..model.temporal import FlowPrediction, transfer, upsample_to
 from ..model.yolact import YolactEdge
 from .health import HealthCheck, SkipStreak, TrainingDiverged
 from .loss import YolactLoss
 from .runlog import Averages, RunLog
 from .schedule import Schedule, make_optimizer, set_lr
-from .state import LAST_NAME, claim_run_folder, seed_everything
+from .settings import DEFAULTS
+from .state import LAST_NAME, claim_run_folder, save_model, seed_everything
 from .video_data import FramePairs, check_video_dataset
 
 STAGES = ("flow", "warp")
@@ -220,7 +226,8 @@ class VideoRun:
         self.model, self.stage, self.pairs, self.schedule = model, stage, pairs, schedule
         self.batch_size, self.runlog, self.device = batch_size, runlog, device
         self.params = freeze_for_stage(model, stage)
-        self.optimizer = make_optimizer(optimizer_name, self.params, schedule.lr_at(0), 0.9, 5e-4)
+        self.optimizer = make_optimizer(optimizer_name, self.params, schedule.lr_at(0), DEFAULTS["momentum"],
+                                        DEFAULTS["weight_decay"])
         self.loss_fn = YolactLoss(model.config.num_classes)
         self.health, self.skips = HealthCheck(model), SkipStreak()
 
@@ -248,9 +255,7 @@ class VideoRun:
         return values
 
     def save(self, path: Path, iteration: int, losses: dict[str, float]) -> None:
-        meta = {"training": {"iteration": iteration, "max_iter": self.schedule.max_iter, "video_stage": self.stage,
-                             "preset": self.model.config.name, "metrics": losses}}
-        save_checkpoint(self.model, path, extra=meta)
+        save_model(self.model, path, iteration, self.schedule.max_iter, losses, video_stage=self.stage)
 
     def fit(self, out: Path, *, save_every: int, log_every: int) -> Path:
         averages, values, started = Averages(), {}, time.perf_counter()
