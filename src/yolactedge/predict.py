@@ -60,13 +60,13 @@ def predict(
     """
     from tqdm import tqdm
 
+    items = list(expand_sources(sources))  # a source that does not exist fails here, before any output
+    image_ids = ImageIds.from_annotations(annotations) if annotations is not None else ImageIds()
     out = Path(out_dir) if (out_dir is not None and draw) else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
-    run = _Run(detector, out, bar, on_prediction, category_ids, track, latest,
-               ImageIds.from_annotations(annotations) if annotations is not None else ImageIds())
-    items = list(expand_sources(sources))
+    run = _Run(detector, out, bar, on_prediction, category_ids, track, latest, image_ids)
     try:
         images = [item for item in items if not _is_video(item)]
         if track and images:
