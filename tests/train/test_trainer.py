@@ -171,6 +171,41 @@ def test_ddp_two_processes(tiny, tmp_path):
     assert model.config.input_size == SIZE
 
 
+@pytest.mark.slow
+def test_ddp_run_that_goes_bad_on_one_process_stops_on_all(tiny, tmp_path):
+    """Process 1 alone sees a non-finite loss at its second step: both processes stop with TrainingDiverged at
+    that step (before, process 0 waited forever in the next all-reduce), each saying which process went bad."""
+    script = tmp_path / "run_ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import math, os
+        from yolactedge.train import train
+        from yolactedge.train.health import TrainingDiverged
+        from yolactedge.train.trainer import Trainer
+
+        step = Trainer.step
+        def poisoned_step(self, iteration, images, targets):
+            values, taken = step(self, iteration, images, targets)
+            if self.dist.rank == 1 and iteration == 1:
+                values = {{**values, "T": math.nan}}
+            return values, taken
+        Trainer.step = poisoned_step
+        try:
+            train({str(tiny)!r}, iters=6, batch_size=1, input_size={SIZE}, out_dir={str(tmp_path / "out")!r},
+                  threads=1, progress=False, log_every=1)
+        except TrainingDiverged as error:
+            open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"]), "w").write(str(error))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = [(tmp_path / f"rank{rank}").read_text() for rank in (0, 1)]
+    assert errors[0].startswith("training diverged at iteration 2: process 1 of 2 went bad")
+    assert errors[1].startswith("training diverged at iteration 2: the loss is not finite (T=nan)")
+
+
 def test_adamw_run_resumes_with_adamw(tiny, tmp_path):
     out = tmp_path / "adamw"
     kw = dict(iters=4, batch_size=2, lr=1e-3, warmup_iters=1, save_every=2, optimizer_name="adamw", **COMMON)

@@ -57,6 +57,18 @@ def barrier(dist_info: DistInfo) -> None:
         dist.barrier()
 
 
+def first_rank_with(dist_info: DistInfo, flag: bool, device: torch.device) -> int | None:
+    """The lowest rank whose `flag` is set, agreed by every process (None: no rank's): a run that must stop on
+    one process stops on all of them, instead of the others waiting forever in the next gradient all-reduce."""
+    if dist_info.world_size == 1:
+        return 0 if flag else None
+    import torch.distributed as dist
+
+    rank = torch.tensor([dist_info.rank if flag else dist_info.world_size], device=device)
+    dist.all_reduce(rank, op=dist.ReduceOp.MIN)
+    return int(rank) if int(rank) < dist_info.world_size else None
+
+
 def default_threads(dist_info: DistInfo, device: torch.device) -> int:
     """The CPU cores this process may use, shared among the local processes (at most 4 beside a GPU)."""
     try:

@@ -32,6 +32,7 @@ from .distributed import (
     barrier,
     close_distributed,
     default_threads,
+    first_rank_with,
     init_distributed,
     wrap_for_training,
 )
@@ -258,7 +259,10 @@ class Trainer:
     def _check_health(self, iteration: int, losses: Mapping[str, float], taken: bool) -> None:
         """Stop a diverged run before anything saves its ruined weights; report streaks of skipped steps."""
         problem = self.health.problem(losses)
-        if problem is not None:
+        bad_rank = first_rank_with(self.dist, problem is not None, self.device)
+        if bad_rank is not None:
+            if problem is None:
+                problem = f"process {bad_rank} of {self.dist.world_size} went bad (its own error line says how)"
             kept = (f"the last good checkpoint {self.out / LAST_NAME} (iteration {self.saved_iteration}) is kept"
                     if self.saved_iteration is not None else "no checkpoint had been saved yet")
             raise TrainingDiverged(f"training diverged at iteration {iteration}: {problem}; {kept}; "
