@@ -100,19 +100,36 @@ def test_target_graph_forms(tiny, tmp_path):
     assert torch.equal(model.pixel_std, std) and torch.equal(next(model.backbone.parameters()), weight)
 
 
+@pytest.mark.parametrize("implicit_padding", [False, True])
 @pytest.mark.parametrize("preset", ["yolact_edge_mobilenetv2", "yolact_edge_resnet50"])
-def test_folding_the_input_std_keeps_the_outputs(preset):
-    """Zero padding commutes with the per-channel 1/std, so the first convolution can take it on either backbone."""
-    from yolactedge.export.onnx import graph_form
+def test_target_forms_of_the_first_convolution_keep_the_outputs(preset, implicit_padding):
+    """Zero padding commutes with the per-channel 1/std, and a stride-2 odd kernel padded (k-1)/2 on an even image
+    equals the (k+1)-wide kernel with a zero far row and column: both forms of the first convolution keep the
+    outputs on either backbone (3x3 MobileNetV2 stem, 7x7 ResNet stem), and the model is put back as it was."""
+    from yolactedge.export.onnx import _image_conv, graph_form
 
     model = build_model(preset, input_size=64).eval()
+    conv = _image_conv(model)
+    weight, kernel = conv.weight, conv.kernel_size
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
     with torch.no_grad():
         before = model(image)
-        with graph_form(model, separable_upsampling=False, fold_input_std=True):
+        with graph_form(model, separable_upsampling=False, fold_input_std=True,
+                        implicit_image_padding=implicit_padding):
+            assert conv.kernel_size[0] == kernel[0] + implicit_padding
             folded = model(image)
     for a, b in zip(before, folded):
         assert float((a - b).abs().max()) <= 1e-4 * max(float(a.abs().max()), 1.0)
+    assert conv.weight is weight and conv.kernel_size == kernel
+
+
+def test_implicit_image_padding_leaves_odd_images_alone():
+    """On an odd-sized image the grown kernel would shift the output grid, so the kernel stays as it is."""
+    from yolactedge.export.onnx import _image_conv, graph_form
+
+    model = build_model("yolact_edge_mobilenetv2", input_size=65).eval()
+    with graph_form(model, separable_upsampling=False, fold_input_std=False, implicit_image_padding=True):
+        assert _image_conv(model).kernel_size == (3, 3)
 
 
 @pytest.mark.slow

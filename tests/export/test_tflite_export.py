@@ -164,6 +164,19 @@ def test_cpu_target_keeps_softmax_and_exp_in_float(int8, int8_cpu):
         assert int8_cpu.verification["outputs"][name]["max_abs"] < 0.1, name
 
 
+def test_cpu_target_pads_inside_the_first_convolution(int8, int8_cpu):
+    """The NPU graph pads the image with a PAD operator; the cpu graph's first convolution pads by itself (SAME),
+    which spares XNNPACK a pass over the whole image."""
+    npu, cpu = _op_names(int8[0].path), _op_names(int8_cpu.path)
+    assert npu.count("PAD") == cpu.count("PAD") + 1
+    assert npu.count("CONV_2D") == cpu.count("CONV_2D")
+
+
+def _op_names(path: Path) -> list[str]:
+    interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
 def test_int8_boxes_are_quantized_over_the_image(int8):
     """The boxes are quantized over the image ([0, 1]): int8 steps of 1/255 of its side, saturating at the border."""
     result, _ = int8

@@ -32,11 +32,14 @@ class TargetGraph:
     separable_upsampling: bool = False
     # The input's division by std folded into the first convolution: one int8 op over the whole image less.
     fold_input_std: bool = False
+    # The first convolution's zero padding done by the convolution itself (SAME) instead of a PAD over the image,
+    # which XNNPACK runs as a separate pass; NPUs fuse the PAD, so only the CPU graph needs it.
+    implicit_image_padding: bool = False
 
 
 # imx8mp keeps the plain graph (its NPU cannot be measured here); None (no --target) is the plain graph too.
 TARGET_GRAPHS = {
-    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), fold_input_std=True),
+    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), fold_input_std=True, implicit_image_padding=True),
     "imx8mp": TargetGraph(),
     "imx93": TargetGraph(separable_upsampling=True, fold_input_std=True),
 }

@@ -111,6 +111,7 @@ def export_onnx(
     progress: bool = True,
     separable_upsampling: bool = False,
     fold_input_std: bool = False,
+    implicit_image_padding: bool = False,
 ) -> dict:
     """Write `model` (a YolactEdge) to `output` atomically; → {"inputs", "outputs", "check", "simplified"}.
 
@@ -118,6 +119,8 @@ def export_onnx(
     `model.upsample`), which Ethos-U NPUs run where they cannot run the resize.
     `fold_input_std`: the input normalisation's division by std folded into the first convolution's weights
     (same values, one elementwise op over the whole image less, see `graph_form`).
+    `implicit_image_padding`: the first convolution pads by itself instead of through a PAD over the image (same
+    values, see `graph_form`).
 
     The file appears only after onnxruntime reproduced PyTorch within `tolerance` (max abs error relative to each
     output's largest magnitude) on `check_count` synthetic images; otherwise ExportError and nothing is written.
@@ -126,7 +129,8 @@ def export_onnx(
     output = Path(output)
     images = check_images(model.config.input_size, max(1, check_count))
     example = torch_images(images[:1])
-    with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std):
+    with graph_form(model, separable_upsampling=separable_upsampling, fold_input_std=fold_input_std,
+                    implicit_image_padding=implicit_image_padding):
         proto, simplified = trace_to_onnx(model, (example,), ["input"], list(ONNX_OUTPUT_ORDER), opset, simplify)
         set_metadata(proto, model.config)
         info, report = _write_checked(proto, output, model, images, check=check, tolerance=tolerance,
@@ -135,28 +139,50 @@ def export_onnx(
 
 
 @contextlib.contextmanager
-def graph_form(model, *, separable_upsampling: bool, fold_input_std: bool):
+def graph_form(model, *, separable_upsampling: bool, fold_input_std: bool, implicit_image_padding: bool = False):
     """Trace (and check) the model in a target's graph form, then put it back as it was.
 
     fold_input_std: conv(W, pad0((x - mean) / std)) = conv(W / std, pad0(x - mean)), since zero padding commutes
     with a per-channel scale; the first 3-channel convolution takes the 1/std and the division (a MUL over the
     whole image in the int8 graph) disappears (onnxsim drops the division by one).
+    implicit_image_padding: see `_same_padded_kernel`.
     """
     phase = model.fpn_phase_1
     before = phase.separable_upsampling
-    conv = _image_conv(model) if fold_input_std else None
-    weight, std = (conv.weight.data.clone(), model.pixel_std.clone()) if conv is not None else (None, None)
+    conv = _image_conv(model)
+    weight, kernel_size, std = conv.weight, conv.kernel_size, model.pixel_std.clone()
     phase.separable_upsampling = separable_upsampling
-    if conv is not None:
-        conv.weight.data /= std.view(1, -1, 1, 1)
+    new_weight = weight.data.clone()
+    if fold_input_std:
+        new_weight /= std.view(1, -1, 1, 1)
         model.pixel_std.fill_(1.0)
+    if implicit_image_padding:
+        new_weight = _same_padded_kernel(conv, new_weight, model.config.input_size)
+    conv.weight = type(weight)(new_weight, requires_grad=weight.requires_grad)
+    conv.kernel_size = tuple(new_weight.shape[-2:])
     try:
         yield
     finally:
         phase.separable_upsampling = before
-        if conv is not None:
-            conv.weight.data.copy_(weight)
-            model.pixel_std.copy_(std)
+        conv.weight, conv.kernel_size = weight, kernel_size
+        model.pixel_std.copy_(std)
+
+
+def _same_padded_kernel(conv, weight, input_size: int):
+    """The first convolution's kernel grown by one zero row and column at its far end.
+
+    A stride-2 convolution with an odd kernel k and padding (k-1)/2 on an even-sized image is TensorFlow's SAME
+    convolution of that (k+1)-wide kernel: SAME pads (k-1)/2 on both sides for it, the zero taps read the extra
+    pixel SAME brings, and the output size is the same. onnx2tf then writes one CONV_2D where it wrote a PAD over
+    the whole image before it (1.9-7.5 ms of a MobileNetV2-550 int8 inference on XNNPACK, docs/export.md).
+    Other shapes keep their kernel: the rewrite would change their values.
+    """
+    import torch.nn.functional as F
+
+    k = conv.kernel_size[0]
+    fits = (conv.kernel_size == (k, k) and k % 2 == 1 and conv.stride == (2, 2) and conv.padding == ((k - 1) // 2,) * 2
+            and conv.dilation == (1, 1) and input_size % 2 == 0)
+    return F.pad(weight, (0, 1, 0, 1)) if fits else weight
 
 
 def _image_conv(model):

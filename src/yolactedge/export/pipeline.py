@@ -262,7 +262,8 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
     onnx_path = workdir / "model.onnx"
     check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
                        separable_upsampling=bool(form and form.separable_upsampling),
-                       fold_input_std=bool(form and form.fold_input_std))["check"]
+                       fold_input_std=bool(form and form.fold_input_std),
+                       implicit_image_padding=bool(form and form.implicit_image_padding))["check"]
     return onnx_path, True, check
 
 
