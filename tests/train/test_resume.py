@@ -110,6 +110,11 @@ def test_state_from_before_settings_were_saved_still_resumes_and_is_no_model(tin
     torch.save(state, out / "last_state.pt")
     with pytest.raises(CheckpointError, match="training resume state"):
         load_model(out / "last_state.pt")
+    # Another trainer's wrapper of the same weights is a model, not one of our resume states.
+    wrapper = {"model": state["model"], "optimizer": state["optimizer"], "iteration": state["iteration"]}
+    torch.save(wrapper, tmp_path / "other_trainer.pth")
+    loaded = load_model(tmp_path / "other_trainer.pth").state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state["model"].items())
     train(tiny, out_dir=out, resume=True, iters=2, **kw)
     resumed = load_train_state(out / "last_state.pt")
     assert resumed["iteration"] == 2 and resumed["momentum"] == 0.9 and resumed["max_expand"] == 4.0

@@ -63,7 +63,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
-    resume_keys = {"model", "optimizer", "iteration"}
+    # Our resume states carry `kind`; those written before it are known by the RNG state every one of them
+    # holds. Another trainer's {model, optimizer, iteration} wrapper is a model and loads below.
+    resume_keys = {"model", "optimizer", "iteration", "rng"}
     if isinstance(obj, dict) and (obj.get("kind") == TRAIN_STATE_KIND or resume_keys <= set(obj)):
         # Its model would load, but under a guessed config (no sidecar): wrong input size, AP near zero.
         raise CheckpointError(f"{path}: a training resume state (for train --resume), not a model; "
