@@ -90,6 +90,13 @@ BAD_FILES = {
     "duplicate video": (lambda d: d["videos"][1].update(id=1), "videos: duplicate ids [1]"),
     "RLE size": (lambda d: d["annotations"][1]["segmentations"][0].update(size=[H, W + 1]),
                  "annotation id 2: frame 0: segmentation must be an RLE {size: [6, 8], counts}"),
+    "RLE counts sum": (lambda d: d["annotations"][1]["segmentations"].__setitem__(0, {"size": [H, W],
+                                                                                     "counts": [40, 4, 3]}),
+                       "annotation id 2: frame 0: an uncompressed RLE's counts must be non-negative integers summing "
+                       "to 48 (height x width)"),
+    "RLE negative count": (lambda d: d["annotations"][1]["segmentations"].__setitem__(0, {"size": [H, W],
+                                                                                         "counts": [50, -2]}),
+                           "annotation id 2: frame 0: an uncompressed RLE's counts must be non-negative"),
     "null box only": (lambda d: d["annotations"][1]["bboxes"].__setitem__(1, None),
                       "annotation id 2: frame 1: segmentation, bbox and area must be all null or all given"),
     "short box": (lambda d: d["annotations"][0]["bboxes"][0].pop(), "annotation id 1: frame 0: bbox must be 4 numbers"),

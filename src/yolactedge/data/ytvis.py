@@ -86,6 +86,11 @@ def _check_frame(track: dict, t: int, video: YtvisVideo, check: _Checker, where:
     check.require(isinstance(seg, dict) and seg.get("size") == [video.height, video.width] and
                   isinstance(seg.get("counts"), (str, list)), where,
                   f"segmentation must be an RLE {{size: [{video.height}, {video.width}], counts}}")
+    counts = seg["counts"]
+    check.require(isinstance(counts, str) or (all(_is_int(c) and c >= 0 for c in counts)
+                                               and sum(counts) == video.height * video.width), where,
+                  f"an uncompressed RLE's counts must be non-negative integers summing to {video.height * video.width}"
+                  f" (height x width)")
     check.require(isinstance(box, list) and len(box) == 4 and all(map(_is_number, box)) and min(box[2:]) >= 0,
                   where, "bbox must be 4 numbers x, y, w, h with w, h >= 0")
     check.require(_is_number(area) and area >= 0, where, "area must be a non-negative number")
