@@ -18,8 +18,9 @@ def give_default_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename: readers see old or new, never half."""
+def write_temporary(path: Path, write) -> Path:
+    """`write(f)` into a hidden temporary file beside `path`, synced and with default permissions, ready to be
+    renamed onto `path` (by the caller, once it has checked what was written)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -27,9 +28,19 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         give_default_permissions(tmp)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename: readers see old or new, never half."""
+    tmp = write_temporary(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

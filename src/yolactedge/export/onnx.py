@@ -11,7 +11,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import give_default_permissions
+from .. import fileio
 from ..runtime.tensors import VIDEO_GRAPH_KEY, VIDEO_MEMORY
 from .common import ONNX_OUTPUT_ORDER, ExportError, one_line
 
@@ -246,17 +245,7 @@ def _write_checked(proto, output: Path, model, images, *, check: bool, tolerance
 
 def write_temporary(proto, output: Path) -> Path:
     """The model written (and synced) to a hidden temporary file beside `output`, to be renamed into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    give_default_permissions(tmp_name)
-    return Path(tmp_name)
+    return fileio.write_temporary(output, lambda f: f.write(proto.SerializeToString()))
 
 
 def _simplify(proto):
