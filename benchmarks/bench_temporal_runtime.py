@@ -8,6 +8,10 @@ each checked against PyTorch (the error columns: max abs, and max relative to ea
 over the key and the warped frame). The three sessions then run round-robin on two synthetic frames, so load
 on the machine hits them alike; "per frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's default schedule.
 
+With `--carry-protos`, each preset is also exported as the pair that carries the key frame's prototypes to
+warped frames (ours, not the original's: the protonet skipped) and its warped frame joins the round-robin: the
+"carried ms" column, and "carried / key", the goal being at most 0.5 for MobileNetV2.
+
 With `--demo-videos N`, the demo model's weights in a video model (its flow net and SPA untrained: random init)
 run as an ONNX pair through `Detector(keyframe_interval=k)` on N synthetic videos: per-frame mask AP and the
 median inference ms of key and warped frames, for k = 1 and 5. The flow net never saw a video, so the warped
@@ -28,19 +32,25 @@ from yolactedge import build_model, load_model
 from yolactedge.export.onnx import check_images, export_onnx, ort_session
 from yolactedge.export.onnx_video import export_video_onnx
 from yolactedge.model.build import randomize_batchnorm
-from yolactedge.runtime.tensors import VIDEO_MEMORY
+from yolactedge.runtime.tensors import VIDEO_MEMORY, memory_sources
 
 PRESETS = ("yolact_edge_vid_mobilenetv2", "yolact_edge_vid_resnet50", "yolact_edge_vid")
 INTERVAL = 5
 
 
-def export_all(preset: str, folder: Path) -> tuple[Path, Path, Path, dict]:
-    """→ (image graph, key-frame graph, warped-frame graph, the pair's check report)."""
+def export_all(preset: str, folder: Path, carry: bool) -> tuple[Path, Path, Path, Path | None, list[dict]]:
+    """→ (image graph, key-frame graph, warped-frame graph, the carried pair's warped graph or None, the pairs'
+    check reports)."""
     model = randomize_batchnorm(build_model(preset)).eval()
     image_path, key_path = folder / f"{preset}_image.onnx", folder / f"{preset}.onnx"
     export_onnx(model, image_path, check=False, progress=False)
     info = export_video_onnx(model, key_path, progress=False)
-    return image_path, key_path, info["warped_path"], info["check"]
+    checks, carried_path = [info["check"]], None
+    if carry:
+        carried = export_video_onnx(model, folder / f"{preset}_carry.onnx", progress=False, carry_protos=True)
+        checks.append(carried["check"])
+        carried_path = carried["warped_path"]
+    return image_path, key_path, info["warped_path"], carried_path, checks
 
 
 def time_round_robin(calls: dict[str, callable], runs: int) -> dict[str, list[float]]:
@@ -56,23 +66,34 @@ def time_round_robin(calls: dict[str, callable], runs: int) -> dict[str, list[fl
     return times
 
 
-def bench_preset(preset: str, runs: int, folder: Path) -> str:
-    image_path, key_path, warped_path, check = export_all(preset, folder)
+def bench_preset(preset: str, runs: int, folder: Path, carry: bool) -> str:
+    image_path, key_path, warped_path, carried_path, checks = export_all(preset, folder, carry)
     image, key, warped = (ort_session(p, threads=1) for p in (image_path, key_path, warped_path))
     frames = [np.ascontiguousarray(f.transpose(2, 0, 1)[None]) for f in check_images(550, 2)]
     outputs = ["boxes", "scores", "masks", "proto"]
-    memory = dict(zip(VIDEO_MEMORY, key.run(list(VIDEO_MEMORY), {"input": frames[0]})))
-    times = time_round_robin({
+    key_outputs = dict(zip([*outputs, *VIDEO_MEMORY], key.run([*outputs, *VIDEO_MEMORY], {"input": frames[0]})))
+    memory = {name: key_outputs[name] for name in VIDEO_MEMORY}
+    calls = {
         "image": lambda: image.run(outputs, {"input": frames[1]}),
         "key": lambda: key.run([*outputs, *VIDEO_MEMORY], {"input": frames[1]}),
         "warped": lambda: warped.run(outputs, {"input": frames[1], **memory}),
-    }, runs)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    }
+    if carried_path is not None:
+        carried = ort_session(carried_path, threads=1)
+        sources = memory_sources([i.name for i in carried.get_inputs()], "input", carried_path.name)
+        carried_memory = {name: key_outputs[source] for name, source in sources.items()}
+        calls["carried"] = lambda: carried.run(outputs, {"input": frames[1], **carried_memory})
+    med = {name: statistics.median(t) for name, t in time_round_robin(calls, runs).items()}
     per_frame = (med["key"] + (INTERVAL - 1) * med["warped"]) / INTERVAL
-    worst_abs = max(r["max_absolute_error"] for r in check.values())
-    worst_rel = max(r["max_relative_error"] for r in check.values())
-    return (f"| {preset} | {med['image']:.0f} | {med['key']:.0f} | {med['warped']:.0f} | {per_frame:.0f} "
-            f"| {med['image'] / per_frame:.2f} | {worst_abs:.1e} / {worst_rel:.1e} |")
+    worst_abs = max(r["max_absolute_error"] for check in checks for r in check.values())
+    worst_rel = max(r["max_relative_error"] for check in checks for r in check.values())
+    row = (f"| {preset} | {med['image']:.0f} | {med['key']:.0f} | {med['warped']:.0f} | {per_frame:.0f} "
+           f"| {med['image'] / per_frame:.2f} |")
+    if carry:
+        carried_frame = (med["key"] + (INTERVAL - 1) * med["carried"]) / INTERVAL
+        row += (f" {med['carried']:.0f} | {med['carried'] / med['key']:.2f} | {carried_frame:.0f} "
+                f"| {med['image'] / carried_frame:.2f} |")
+    return row + f" {worst_abs:.1e} / {worst_rel:.1e} |"
 
 
 def demo_video_model(folder: Path) -> Path:
@@ -116,15 +137,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--presets", nargs="*", default=list(PRESETS))
+    parser.add_argument("--carry-protos", action="store_true",
+                        help="also time the warped frame of the pair that carries prototypes (ours)")
     parser.add_argument("--demo-videos", type=int, default=0, help="also run the demo weights on N videos")
     parser.add_argument("--demo-frames", type=int, default=10)
     args = parser.parse_args()
     print(f"onnxruntime {onnxruntime.__version__}, fp32, 1 thread, 550x550, median of {args.runs} round-robin runs\n")
-    print(f"| preset | image ms | key ms | warped ms | per frame at {INTERVAL} | image / per frame "
-          "| ORT vs PyTorch abs / rel |\n|---|---|---|---|---|---|---|")
+    carried = (f" carried ms | carried / key | carried per frame at {INTERVAL} | image / carried per frame |"
+               if args.carry_protos else "")
+    columns = 7 + 4 * args.carry_protos
+    print(f"| preset | image ms | key ms | warped ms | per frame at {INTERVAL} | image / per frame |{carried} "
+          f"ORT vs PyTorch abs / rel |\n|{'---|' * columns}")
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            print(bench_preset(preset, args.runs, Path(tmp)), flush=True)
+            print(bench_preset(preset, args.runs, Path(tmp), args.carry_protos), flush=True)
         if args.demo_videos:
             bench_demo_videos(args.demo_videos, args.demo_frames, Path(tmp))
 
