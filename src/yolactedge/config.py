@@ -52,7 +52,8 @@ class ModelConfig:
     `pred_scales` are anchor sides in pixels at `input_size`, one per pyramid level P3..P7.
     `video` adds the original's temporal modules (flow net, SPA), so non-key frames can be warped from a key frame.
     `carry_protos` (ours, not the original's; video only) makes warped frames warp the key frame's prototypes with
-    the same flow instead of running the protonet: the one change that makes warping pay for MobileNetV2.
+    the same flow instead of running the protonet, so that warping pays for MobileNetV2 (measured faster but too
+    inaccurate so far: docs/export.md).
     """
 
     name: str

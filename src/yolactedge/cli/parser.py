@@ -74,7 +74,8 @@ def _add_export(sub) -> None:
                              "imx93: all int8 compiled for the Ethos-U65 with Vela")
     export.add_argument("--carry-protos", action="store_true",
                         help="video model, --format onnx: warped frames warp the key frame's prototypes instead of "
-                             "running the protonet (ours, not YOLACT-Edge's; faster for MobileNetV2, see docs/export.md)")
+                             "running the protonet (ours, not YOLACT-Edge's: faster on MobileNetV2 but loses mask AP, "
+                             "see docs/export.md)")
     export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
     export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
     export.add_argument("--reference", help="with --verify-only: the float checkpoint, 'demo' or .onnx to compare with")

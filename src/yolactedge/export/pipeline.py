@@ -5,6 +5,7 @@ checkpoint → ONNX (`onnx`) → Keras (`onnx2tf_step`) → TFLite bytes (`conve
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -154,14 +155,13 @@ def _export_onnx_file(stages: Stages, source, path: Path, progress: bool, carry_
     """An image model → one file; a video model → its key-frame graph at `path` and the warped-frame graph beside
     it (`export.onnx_video`)."""
     if source.module.config.video:
-        from .onnx_video import export_video_onnx as export
+        from .onnx_video import export_video_onnx
 
-        options = {"carry_protos": True} if carry_protos else {}
+        export = functools.partial(export_video_onnx, carry_protos=carry_protos or None)  # None: as its config says
     else:
         from .onnx import export_onnx as export
 
-        options = {}
-    info = stages.run("export ONNX", export, source.module, path, progress=progress, **options)
+    info = stages.run("export ONNX", export, source.module, path, progress=progress)
     return ExportResult(
         format="onnx", precision="fp32", path=path, input_size=source.input_size, size_bytes=path.stat().st_size,
         inputs=info["inputs"], outputs=info["outputs"], output_order=[o["name"] for o in info["outputs"]],
