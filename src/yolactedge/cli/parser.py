@@ -147,6 +147,9 @@ def _add_train(sub) -> None:
                        help="train a video model's temporal part on a YouTube-VIS --data from --weights (an image "
                             "or video checkpoint, default demo): flow = the flow net alone (feature matching), "
                             "warp = fine-tune on warped frames (the original's second stage)")
+    train.add_argument("--carry-protos", action="store_true",
+                       help="with --video-stage: the model carries the key frame's prototypes to warped frames (ours); "
+                            "the flow stage also trains the flow to move them")
     train.set_defaults(func=cmd_train)
 
 
