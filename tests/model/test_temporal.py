@@ -12,7 +12,9 @@ from yolactedge import build_model, load_model
 from yolactedge.model import CheckpointError, YolactEdge, save_checkpoint
 from yolactedge.model.checkpoint import load_state_dict_into
 from yolactedge.model.build import with_config
-from yolactedge.model.temporal import TemporalMemory, VideoModeError, VideoStream, carry_prototypes, is_key_frame, warp
+from yolactedge.model.temporal import (
+    TemporalMemory, VideoModeError, VideoStream, carry_prototypes, is_key_frame, warp,
+)
 
 from golden_state import golden_state_dict
 from official_layout import KEYS_DIR, official_state_dict
