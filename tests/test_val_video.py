@@ -70,3 +70,24 @@ def test_val_video_with_key_and_warped_frames(capsys, tmp_path, videos, tiny_vid
     code, out, _ = run(capsys, "val", "--video", "--model", tiny_video_checkpoint, "--data", videos,
                        "--keyframe-interval", "3")
     assert code == 0 and "2 videos, 12 frames" in out
+
+
+def test_a_pair_that_carries_prototypes_runs_through_val_and_bench(capsys, tmp_path, videos, tiny_video_checkpoint,
+                                                                     tiny_checkpoint):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from yolactedge.bench import benchmark
+
+    code, _, err = run(capsys, "export", tiny_video_checkpoint, "--format", "onnx", "--carry-protos", "--output",
+                       tmp_path / "vid.onnx")
+    assert code == 0, err
+    assert [i.name for i in onnx.load(str(tmp_path / "vid_warp.onnx")).graph.input][-1] == "key_proto"
+    code, out, _ = run(capsys, "val", "--video", "--model", tmp_path / "vid.onnx", "--data", videos,
+                       "--keyframe-interval", "3")
+    assert code == 0 and "2 videos, 12 frames" in out
+    rows = benchmark([str(tmp_path / "vid.onnx")], threads=[1], runs=2, warmup=1, progress=False)
+    assert [r.frame for r in rows] == ["key", "warped"]
+    code, _, err = run(capsys, "export", tiny_checkpoint, "--format", "onnx", "--carry-protos", "--output",
+                       tmp_path / "image.onnx")
+    assert code == 1 and err.startswith("error:") and "needs a video model" in err and err.count("\n") == 1

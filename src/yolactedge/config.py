@@ -51,6 +51,9 @@ class ModelConfig:
     `num_classes` counts the background class, as the original does (81 for COCO).
     `pred_scales` are anchor sides in pixels at `input_size`, one per pyramid level P3..P7.
     `video` adds the original's temporal modules (flow net, SPA), so non-key frames can be warped from a key frame.
+    `carry_protos` (ours, not the original's; video only) makes warped frames warp the key frame's prototypes with
+    the same flow instead of running the protonet, so that warping pays for MobileNetV2 (measured faster but too
+    inaccurate so far: docs/export.md).
     """
 
     name: str
@@ -64,6 +67,7 @@ class ModelConfig:
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)
     class_names: tuple[str, ...] = field(default=COCO_CLASSES, repr=False)
     video: bool = False
+    carry_protos: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -75,6 +79,8 @@ class ModelConfig:
         if self.video and self.input_size < 33:
             # The warp needs P5 (input / 32, rounded up) at least 2x2.
             raise ValueError(f"video mode needs input_size of at least 33, got {self.input_size}")
+        if self.carry_protos and not self.video:
+            raise ValueError(f"carry_protos needs a video model; {self.name} has no flow net to warp prototypes with")
         if len(self.class_names) != self.num_classes - 1:
             raise ValueError(
                 f"{len(self.class_names)} class names given for {self.num_classes - 1} foreground classes"
@@ -85,7 +91,10 @@ class ModelConfig:
         return len(self.aspect_ratios)
 
     def replace(self, **changes) -> "ModelConfig":
-        """A copy with some fields changed; class names follow a class-count change when not given."""
+        """A copy with some fields changed; class names follow a class-count change when not given, and an image
+        model (video=False) carries no prototypes."""
+        if changes.get("video") is False:
+            changes.setdefault("carry_protos", False)
         if "num_classes" in changes and "class_names" not in changes:
             n = changes["num_classes"] - 1
             names = self.class_names if len(self.class_names) == n else tuple(f"class{i}" for i in range(n))

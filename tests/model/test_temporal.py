@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from yolactedge import build_model, load_model
 from yolactedge.model import CheckpointError, YolactEdge, save_checkpoint
 from yolactedge.model.checkpoint import load_state_dict_into
-from yolactedge.model.temporal import TemporalMemory, VideoModeError, VideoStream, is_key_frame, warp
+from yolactedge.model.build import with_config
+from yolactedge.model.temporal import (
+    TemporalMemory, VideoModeError, VideoStream, carry_prototypes, is_key_frame, warp,
+)
 
 from golden_state import golden_state_dict
 from official_layout import KEYS_DIR, official_state_dict
@@ -198,6 +201,73 @@ def test_c3_only_backbone_matches_the_full_backbones_c3():
         x = model.normalise(frames(1, 96)[0])
         with torch.no_grad():
             assert torch.equal(model.backbone.forward_c3(x), model.backbone(x)[0])
+
+
+# --- carrying the key frame's prototypes (ours) -----------------------------------------------------------------
+
+def test_carried_prototypes_move_by_the_resized_flows_share_of_the_grid():
+    # A constant P4-level flow (2, -4) on a 5x5 field, prototypes 17x17 (w-1 = h-1 = 16): the resized field is
+    # the same constant, so the prototypes move by dx = 2·16/16 = 2 and dy = -4·16/16 = -4 pixels, zeros outside.
+    proto = torch.rand(1, 17, 17, 3, generator=torch.Generator().manual_seed(0))
+    flow = torch.tensor([2.0, -4.0]).view(1, 2, 1, 1).expand(1, 2, 5, 5)
+    expected = torch.zeros_like(proto)
+    expected[:, 4:, :-2] = proto[:, :-4, 2:]  # out(y, x) = in(y − 4, x + 2)
+    assert torch.equal(carry_prototypes(proto, flow), expected)
+
+
+def test_carried_prototypes_are_grid_sample_with_the_bilinearly_resized_flow():
+    gen = torch.Generator().manual_seed(3)
+    proto, flow = torch.rand(2, 36, 36, 4, generator=gen), torch.randn(2, 2, 9, 9, generator=gen)
+    resized = F.interpolate(flow, size=(36, 36), mode="bilinear", align_corners=False)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 36), torch.linspace(-1, 1, 36), indexing="ij")
+    grid = torch.stack((xs, ys), dim=-1) + resized.permute(0, 2, 3, 1) / 8
+    expected = F.grid_sample(proto.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=True).permute(0, 2, 3, 1)
+    carried = carry_prototypes(proto, flow)
+    torch.testing.assert_close(carried, expected, rtol=0, atol=1e-5)
+    assert carried.min() >= 0 and (carried == 0).any()  # still non-negative; some samples fall outside
+
+
+def test_a_carrying_model_skips_the_protonet_and_changes_nothing_else(video_model):
+    carrying = with_config(video_model, carry_protos=True)
+    key, current = frames(2, 128, seed=7)
+    protonet_calls = []
+    hook = carrying.proto_net.register_forward_hook(lambda *_: protonet_calls.append(1))
+    with torch.no_grad():
+        key_outputs, memory = carrying.key_frame(key)
+        assert protonet_calls == [1] and torch.equal(memory.key_proto, key_outputs[3])
+        carried = carrying.warped_frame(current, memory)
+        assert protonet_calls == [1]
+        hook.remove()
+        _, plain_memory = video_model.key_frame(key)
+        plain = video_model.warped_frame(current, plain_memory)
+        lateral = carrying.fpn_phase_1.lat_layers[-1](carrying.backbone.forward_c3(carrying.normalise(current)))
+        flow = carrying.flow_net(carrying.flow_net_pre_convs(lateral), memory.key_flow_features)[0].flow
+    assert plain_memory.key_proto is None and "key_proto" in repr(memory)
+    assert all(torch.equal(a, b) for a, b in zip(carried[:3], plain[:3]))  # boxes, scores, masks
+    assert torch.equal(carried[3], carry_prototypes(key_outputs[3], flow))
+    assert not torch.allclose(carried[3], plain[3])
+
+
+def test_carrying_needs_a_video_model_and_a_memory_with_prototypes(video_model):
+    with pytest.raises(ValueError, match="carry_protos needs a video model"):
+        build_model("yolact_edge_mobilenetv2").config.replace(carry_protos=True)
+    assert not video_model.config.replace(carry_protos=True).replace(video=False).carry_protos
+    carrying = with_config(video_model, carry_protos=True)
+    x = frames(1, 128)[0]
+    with torch.no_grad():
+        _, memory = carrying.key_frame(x)
+    without = TemporalMemory(memory.key_p4, memory.key_p5, memory.key_flow_features, memory.image_shape,
+                             memory.model_id)
+    one_line_error(VideoModeError, lambda: carrying.warped_frame(x, without), "memory holds none")
+
+
+def test_load_model_turns_carrying_on_and_the_sidecar_keeps_it(tmp_path, video_model):
+    path = save_checkpoint(video_model, tmp_path / "vid.pth")
+    assert not load_model(path).config.carry_protos
+    assert load_model(path, carry_protos=True).config.carry_protos
+    carried_path = save_checkpoint(with_config(video_model, carry_protos=True), tmp_path / "carried.pth")
+    assert load_model(carried_path).config.carry_protos
 
 
 # --- presets and checkpoints ------------------------------------------------------------------------------------

@@ -128,3 +128,79 @@ def test_a_missing_or_misused_partner_is_a_one_line_error(video_onnx, tmp_path):
     assert "\n" not in str(exc.value)
     with pytest.raises(ModelError, match=r"warped-frame graph of a video model; open its key-frame graph .*tiny_video"):
         Detector(warped_graph_path(video_onnx))
+
+
+# --- the pair that carries prototypes (ours) ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def carrying_model(tiny_video_model):
+    from yolactedge.model.build import with_config
+
+    return with_config(tiny_video_model, carry_protos=True)
+
+
+@pytest.fixture(scope="module")
+def carried_onnx(carrying_model, model_dir):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxsim")
+    from yolactedge.export.onnx_video import export_video_onnx
+
+    path = model_dir / "tiny_carried.onnx"
+    export_video_onnx(carrying_model, path, progress=False)
+    return path
+
+
+def test_carried_pairs_run_the_video_like_the_carrying_torch_model(carried_onnx, carrying_model, tiny_video_model,
+                                                                    video_frames):
+    onnx_video = Detector(carried_onnx, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    torch_video = Detector(carrying_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    plain_video = Detector(tiny_video_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    ours, reference = list(onnx_video.stream(video_frames)), list(torch_video.stream(video_frames))
+    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    for got, want in zip(ours, reference):
+        assert len(got) == len(want)
+        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
+        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
+    assert sum(len(p) for p in ours[1:3]) > 0
+    assert set(onnx_video.backend._memory_sources.items()) >= {("key_proto", "proto"), ("key_p4", "key_p4")}
+    for detector in (onnx_video, torch_video, plain_video):
+        detector.reset()
+    for index, frame in enumerate(video_frames[:3]):
+        got, want, plain = onnx_video.raw(frame), torch_video.raw(frame), plain_video.raw(frame)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+        np.testing.assert_array_equal(want.scores, plain.scores)  # carrying changes the prototypes only
+        assert np.array_equal(want.proto, plain.proto) == (index == 0)
+
+
+def test_a_warped_graph_that_does_not_fit_its_key_frame_is_refused(carried_onnx, video_onnx, tiny_video_model, tmp_path):
+    from yolactedge.export.onnx_video import export_video_onnx
+    from yolactedge.model.build import with_config
+    from yolactedge.runtime.tensors import warped_graph_path
+
+    # The plain pair's key frame with the carried pair's warped frame: they fit (same model), and carry.
+    mixed = tmp_path / "mixed.onnx"
+    mixed.write_bytes(video_onnx.read_bytes())
+    warped_graph_path(mixed).write_bytes(warped_graph_path(carried_onnx).read_bytes())
+    Detector(mixed, keyframe_interval=2).raw(np.zeros((64, 64, 3), np.uint8))
+    # A warped frame exported at another input size: its memory inputs do not fit this key frame's outputs.
+    other = tmp_path / "other.onnx"
+    export_video_onnx(with_config(tiny_video_model, carry_protos=True, input_size=96), other, check=False,
+                      progress=False)
+    warped_graph_path(mixed).write_bytes(warped_graph_path(other).read_bytes())
+    with pytest.raises(ModelError, match="does not fit the key frame's .*different exports") as exc:
+        Detector(mixed, keyframe_interval=2)
+    assert "\n" not in str(exc.value)
+
+
+def test_memory_sources_map_key_proto_to_proto_and_refuse_other_inputs():
+    from yolactedge.runtime.tensors import VIDEO_MEMORY, memory_sources
+
+    assert memory_sources(["input", *VIDEO_MEMORY], "input", "w") == {name: name for name in VIDEO_MEMORY}
+    carried = memory_sources(["key_proto:0", "input", *VIDEO_MEMORY], "input", "w")
+    assert carried["key_proto:0"] == "proto" and len(carried) == 4
+    for inputs in (["input", "key_p4", "key_p5"], ["input", *VIDEO_MEMORY, "key_proto", "extra"],
+                   ["image", *VIDEO_MEMORY], ["input", *VIDEO_MEMORY, "key_p4"]):
+        with pytest.raises(ModelError, match="not a warped-frame graph's memory") as exc:
+            memory_sources(inputs, "input", "w.onnx")
+        assert "\n" not in str(exc.value)

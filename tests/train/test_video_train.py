@@ -159,3 +159,27 @@ def test_cli_names_an_image_dataset(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a COCO image dataset" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_that_carries_prototypes_also_learns_to_move_them(videos):
+    from yolactedge.model.build import with_config
+
+    seed_everything(0)
+    start, _ = load_start_model("demo", lambda message: None, SIZE)
+    model = with_config(start, carry_protos=True)
+    freeze_for_stage(model, "flow")
+    keys, currents, targets = FramePairs(videos, SIZE, max_gap=5, seed=1).batch(0, 2)
+    losses = stage_losses(model, "flow", keys, currents, targets, None)
+    assert set(losses) == {"W", "P"} and float(losses["P"]) > 0
+    losses["P"].backward()
+    assert model.flow_net.pred2.conv.weight.grad.abs().sum() > 0  # the P4-level flow learns from it
+    assert model.proto_net[0].weight.grad is None  # the protonet stays frozen
+    freeze_for_stage(start, "flow")
+    with torch.no_grad():
+        assert set(stage_losses(start, "flow", keys, currents, targets, None)) == {"W"}
+
+
+def test_carry_protos_is_refused_for_image_training(capsys, tmp_path):
+    code = main(["train", "--data", str(tmp_path), "--carry-protos"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--carry-protos is for video models" in err and "Traceback" not in err

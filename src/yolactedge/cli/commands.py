@@ -26,7 +26,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_model(
         args.model, args.format, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
         calib_seed=args.calib_seed, imgsz=args.imgsz, output=args.output, target=args.target,
-        verify=not args.no_verify,
+        verify=not args.no_verify, carry_protos=args.carry_protos,
     )
     print(result.summary())
     return 0
@@ -65,6 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.video_stage:
         return _cmd_train_video(args)
+    if args.carry_protos:
+        raise UsageError("--carry-protos is for video models: use it with --video-stage")
     for flag, value in (("--iters", args.iters), ("--batch", args.batch), ("--save-every", args.save_every),
                         ("--val-every", args.val_every), ("--val-limit", args.val_limit)):
         if value is not None and value < 1:
@@ -99,7 +101,8 @@ def _cmd_train_video(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     options = {"iters": args.iters, "batch_size": args.batch, "lr": args.lr, "optimizer_name": args.optimizer,
-               "seed": args.seed, "input_size": args.imgsz, "weights": args.weights}
+               "seed": args.seed, "input_size": args.imgsz, "weights": args.weights,
+               "carry_protos": args.carry_protos or None}
     checkpoint = train_video(
         args.data, stage=args.video_stage, out_dir=args.out, exist_ok=args.exist_ok, save_every=args.save_every,
         threads=args.threads, device=None if args.device == "auto" else _training_device(args.device),

@@ -72,6 +72,10 @@ def _add_export(sub) -> None:
     export.add_argument("--target", choices=TARGETS,
                         help="cpu: int8 with float softmax/exp (XNNPACK); imx8mp: all int8 for the NPU; "
                              "imx93: all int8 compiled for the Ethos-U65 with Vela")
+    export.add_argument("--carry-protos", action="store_true",
+                        help="video model, --format onnx: warped frames warp the key frame's prototypes instead of "
+                             "running the protonet (ours, not YOLACT-Edge's: faster on MobileNetV2 but loses mask AP, "
+                             "see docs/export.md)")
     export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
     export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
     export.add_argument("--reference", help="with --verify-only: the float checkpoint, 'demo' or .onnx to compare with")
@@ -143,6 +147,9 @@ def _add_train(sub) -> None:
                        help="train a video model's temporal part on a YouTube-VIS --data from --weights (an image "
                             "or video checkpoint, default demo): flow = the flow net alone (feature matching), "
                             "warp = fine-tune on warped frames (the original's second stage)")
+    train.add_argument("--carry-protos", action="store_true",
+                       help="with --video-stage: the model carries the key frame's prototypes to warped frames (ours); "
+                            "the flow stage also trains the flow to move them")
     train.set_defaults(func=cmd_train)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import fileio
-from ..runtime.tensors import VIDEO_GRAPH_KEY, VIDEO_MEMORY
+from ..runtime.tensors import VIDEO_GRAPH_KEY, warped_memory_inputs
 from .common import ONNX_OUTPUT_ORDER, ExportError, one_line
 
 OPSET = 17
@@ -297,7 +297,7 @@ def inspect_onnx(path: str | os.PathLike, *, name: str | None = None) -> dict:
     initializers = {i.name for i in graph.initializer}
     metadata = {p.key: p.value for p in proto.metadata_props}
     video_graph = metadata.get(VIDEO_GRAPH_KEY)
-    memory = set(VIDEO_MEMORY) if video_graph in ("key", "warped") else set()  # a video pair's extra tensors
+    memory = set(warped_memory_inputs(True)) if video_graph in ("key", "warped") else set()  # a pair's extra tensors
     inputs = [_value_info(v) for v in graph.input if v.name not in initializers | memory]
     outputs = [_value_info(v) for v in graph.output if v.name not in memory]
     names = [o["name"] for o in outputs]

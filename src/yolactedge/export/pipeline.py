@@ -5,6 +5,7 @@ checkpoint → ONNX (`onnx`) → Keras (`onnx2tf_step`) → TFLite bytes (`conve
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -97,6 +98,7 @@ def export_model(
     verify: bool = True,
     progress: bool = True,
     verify_count: int | None = None,
+    carry_protos: bool = False,
 ) -> ExportResult:
     """Export a YOLACT-Edge model to ONNX or TFLite.
 
@@ -108,11 +110,16 @@ def export_model(
         which XNNPACK runs faster; any precision), "imx8mp" (the plain all-int8 graph, for the i.MX 8M Plus NPU)
         or "imx93" (all int8, FPN upsampling in an NPU-placeable form, compiled by Vela for the Ethos-U65).
         None: the plain graph.
+    carry_protos: a video model's ONNX pair whose warped graph warps the key frame's prototypes instead of running
+        the protonet (ours, not the original's; `ModelConfig.carry_protos`). A model whose config already carries
+        them exports that pair without it.
     verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
         images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
         thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
     """
     precision = check_request(format, precision, target)
+    if carry_protos and format != "onnx":
+        raise ExportError("--carry-protos applies to a video model's ONNX pair: use --format onnx")
     if output is not None:
         check_output_suffix(output, format)
     if calib_count < 1:
@@ -133,7 +140,9 @@ def export_model(
     if format == "onnx":
         if source.module is None:
             raise ExportError(f"{model} is already an ONNX model; give the checkpoint to re-export it")
-        return _export_onnx_file(stages, source, path, progress)
+        if carry_protos and not source.config.video:
+            raise ExportError(f"--carry-protos needs a video model; {source.config.name} is an image model")
+        return _export_onnx_file(stages, source, path, progress, carry_protos)
     if calib is not None and precision not in ("int8", "int16x8"):
         _warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
     return export_tflite(
@@ -142,11 +151,13 @@ def export_model(
     )
 
 
-def _export_onnx_file(stages: Stages, source, path: Path, progress: bool) -> ExportResult:
+def _export_onnx_file(stages: Stages, source, path: Path, progress: bool, carry_protos: bool) -> ExportResult:
     """An image model → one file; a video model → its key-frame graph at `path` and the warped-frame graph beside
     it (`export.onnx_video`)."""
     if source.module.config.video:
-        from .onnx_video import export_video_onnx as export
+        from .onnx_video import export_video_onnx
+
+        export = functools.partial(export_video_onnx, carry_protos=carry_protos or None)  # None: as its config says
     else:
         from .onnx import export_onnx as export
 

@@ -52,13 +52,15 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def load_model(
-    path: str | os.PathLike, config: ModelConfig | str | None = None, *, video: bool | None = None
+    path: str | os.PathLike, config: ModelConfig | str | None = None, *, video: bool | None = None,
+    carry_protos: bool | None = None,
 ) -> YolactEdge:
     """Load weights in the official (or a legacy) layout into a model in eval mode.
 
     The config comes from `config` if given, else the checkpoint's JSON sidecar, else the tensors themselves.
     `path` may be "demo" for the shipped demo model. `video` overrides the config's video mode: True asks for
     key_frame/warped_frame (an image-only checkpoint is then refused), False ignores a video checkpoint's flow net.
+    `carry_protos` overrides whether warped frames carry the key frame's prototypes (ours; video models only).
     """
     path = resolve_model_path(path)
     state_dict = read_state_dict(path)
@@ -67,11 +69,20 @@ def load_model(
     config = config or read_sidecar(path) or infer_config(state_dict)
     if video is not None:
         config = config.replace(video=video)
+    if carry_protos is not None:
+        config = config.replace(carry_protos=carry_protos)
     model = YolactEdge(config)
     ignored = load_state_dict_into(model, state_dict)
     if ignored:
         warnings.warn(f"{Path(path).name}: {len(ignored)} keys unused for single-image inference ({ignored[0]}, ...)", stacklevel=2)
     return model.eval()
+
+
+def with_config(model: YolactEdge, **changes) -> YolactEdge:
+    """The same weights (copied) in a model whose config has `changes`, e.g. carry_protos=True; in eval mode."""
+    changed = YolactEdge(model.config.replace(**changes))
+    changed.load_state_dict(model.state_dict())
+    return changed.eval()
 
 
 def count_macs(model: YolactEdge, input_size: int | None = None) -> int:

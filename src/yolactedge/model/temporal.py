@@ -7,6 +7,9 @@ C3 lateral, refines P4 and P5 with SPA, and then runs FPN phase 2, the protonet 
 
 Module and parameter names reproduce the original's state_dict keys (`flow_net.*`, `flow_net_pre_convs.*`,
 `spa.*`), so official video checkpoints load unchanged. Facts and line numbers: the project's video-facts notes.
+
+Ours, not the original's (`ModelConfig.carry_protos`, off by default): the key frame's memory also keeps its
+prototypes, and a warped frame warps them with its P4-level flow instead of running the protonet.
 """
 from __future__ import annotations
 
@@ -142,6 +145,18 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
+def carry_prototypes(key_proto: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The key frame's prototypes [N, Hp, Wp, P] (NHWC, as the model outputs them) warped to the current frame.
+
+    The flow is the P4 level's, resized bilinearly to the prototype map: its unit is a fraction of the normalised
+    grid, not a pixel, so the resized field moves the prototypes by the same share of the image. No scale and
+    bias: they are predicted per FPN channel and the prototypes are another space. Warping keeps the prototypes
+    non-negative (bilinear weights and zeros outside), as the protonet's ReLU leaves them.
+    """
+    proto = key_proto.permute(0, 3, 1, 2)
+    return warp(proto, upsample_to(flow, proto.shape[-2:])).permute(0, 2, 3, 1).contiguous()
+
+
 def transfer(level: FlowLevel, key_feature: torch.Tensor) -> torch.Tensor:
     """Warp then modulate, two separate float32 steps as the original (no fused multiply-add)."""
     return warp(key_feature, level.flow) * level.scale + level.bias
@@ -154,6 +169,7 @@ class TemporalMemory:
     No P3: warped frames rebuild it from the warped P4 and their own C3 lateral (the original drops the key P3).
     The original keeps the key frame's lateral and runs the flow pre-conv on it for every warped frame; keeping
     the pre-conv's output instead gives the same numbers, a quarter of the size and one conv less per frame.
+    `key_proto` is kept only by a model that carries prototypes (`ModelConfig.carry_protos`, ours).
     """
 
     key_p4: torch.Tensor  # [N, C, H4, W4] phase-1 P4 of the key frame (before FPN phase 2)
@@ -161,13 +177,15 @@ class TemporalMemory:
     key_flow_features: torch.Tensor  # [N, 64, H3, W3] flow_net_pre_convs(lat_layers[-1](C3)) of the key frame
     image_shape: tuple[int, int, int]  # (N, H, W) of the key frame's input
     model_id: int  # id() of the model that made it
+    key_proto: torch.Tensor | None = None  # [N, Hp, Wp, P] the key frame's prototypes (its `proto` output)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{f}={tuple(getattr(self, f).shape)}" for f in ("key_p4", "key_p5", "key_flow_features"))
+        fields = ("key_p4", "key_p5", "key_flow_features") + (("key_proto",) if self.key_proto is not None else ())
+        shapes = ", ".join(f"{f}={tuple(getattr(self, f).shape)}" for f in fields)
         return f"TemporalMemory({shapes}, image_shape={self.image_shape})"
 
 
-def check_memory(memory: object, x: torch.Tensor, model_id: int) -> TemporalMemory:
+def check_memory(memory: object, x: torch.Tensor, model_id: int, carry_protos: bool = False) -> TemporalMemory:
     """The memory itself if a warped frame of `x` can use it, else a VideoModeError saying what to do."""
     if memory is None:
         raise VideoModeError("warped_frame needs a key frame's memory: call key_frame(x) first and pass its memory")
@@ -175,6 +193,9 @@ def check_memory(memory: object, x: torch.Tensor, model_id: int) -> TemporalMemo
         raise VideoModeError(f"memory must be the TemporalMemory that key_frame returns, got {type(memory).__name__}")
     if memory.model_id != model_id:
         raise VideoModeError("this memory was made by another model: run key_frame on this model to get its own")
+    if carry_protos and memory.key_proto is None:
+        raise VideoModeError("this model carries prototypes (carry_protos) but the memory holds none: it was made "
+                             "before carrying was turned on; run key_frame again")
     shape = (x.shape[0], *x.shape[-2:])
     if tuple(memory.image_shape) != shape:
         raise VideoModeError(
@@ -186,14 +207,15 @@ def check_memory(memory: object, x: torch.Tensor, model_id: int) -> TemporalMemo
 
 def warped_phase_1(
     lateral: torch.Tensor, memory: TemporalMemory, flow_net: FlowNetMini, pre_convs: FlowPreConvs, spa: SPA
-) -> list[torch.Tensor]:
-    """The current frame's C3 lateral + a key frame's memory → phase-1 [P3, P4, P5] for FPN phase 2."""
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The current frame's C3 lateral + a key frame's memory → (phase-1 [P3, P4, P5] for FPN phase 2, the P4-level
+    flow, which carries the prototypes when the model does)."""
     level2, level3 = flow_net(pre_convs(lateral), memory.key_flow_features)
     p4 = transfer(level2, memory.key_p4)
     p5 = transfer(level3, memory.key_p5)
     p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
     p4, p5 = spa(lateral, p4, p5)
-    return [p3, p4, p5]
+    return [p3, p4, p5], level2.flow
 
 
 class VideoStream:

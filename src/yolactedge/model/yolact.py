@@ -12,7 +12,9 @@ from .fpn import FPNPhase1, FPNPhase2
 from .head import PredictionHead
 from .priors import VARIANCES, make_priors
 from .protonet import build_protonet, prototypes
-from .temporal import SPA, FlowNetMini, FlowPreConvs, TemporalMemory, VideoModeError, check_memory, warped_phase_1
+from .temporal import (
+    SPA, FlowNetMini, FlowPreConvs, TemporalMemory, VideoModeError, carry_prototypes, check_memory, warped_phase_1,
+)
 
 
 class TrainOutputs(NamedTuple):
@@ -80,12 +82,12 @@ class YolactEdge(nn.Module):
     def _features(self, x: torch.Tensor):
         return self._predict(self.fpn_phase_2(self.fpn_phase_1(self.backbone(self.normalise(x)))))
 
-    def _predict(self, pyramid: list[torch.Tensor]):
-        """P3..P7 → the pyramid, raw head outputs, priors and prototypes."""
+    def _predict(self, pyramid: list[torch.Tensor], proto: torch.Tensor | None = None):
+        """P3..P7 → the pyramid, raw head outputs, priors and prototypes (the protonet's, unless `proto` is given)."""
         head = self.prediction_layers[0]
         loc, conf, coef = (torch.cat(parts, dim=1) for parts in zip(*(head(p) for p in pyramid)))
         priors = self.priors_for(pyramid).to(pyramid[0].device)
-        return pyramid, loc, conf, coef, priors, prototypes(self.proto_net, pyramid[0])
+        return pyramid, loc, conf, coef, priors, prototypes(self.proto_net, pyramid[0]) if proto is None else proto
 
     @staticmethod
     def _outputs(features) -> Outputs:
@@ -109,16 +111,22 @@ class YolactEdge(nn.Module):
             key_flow_features=self.flow_net_pre_convs(lateral).detach(),
             image_shape=(x.shape[0], *x.shape[-2:]),
             model_id=id(self),
+            key_proto=outputs[3].detach() if self.config.carry_protos else None,
         )
         return outputs, memory
 
     def warped_frame(self, x: torch.Tensor, memory: TemporalMemory | None) -> Outputs:
-        """A non-key frame: backbone up to C3 only, P4/P5 warped from the key frame's memory, then as an image."""
+        """A non-key frame: backbone up to C3 only, P4/P5 warped from the key frame's memory, then as an image.
+
+        With `config.carry_protos` (ours) the key frame's prototypes are warped too and the protonet is skipped.
+        """
         self._require_video("warped_frame")
-        memory = check_memory(memory, x, id(self))
+        carry = self.config.carry_protos
+        memory = check_memory(memory, x, id(self), carry)
         lateral = self.fpn_phase_1.lat_layers[-1](self.backbone.forward_c3(self.normalise(x)))
-        phase_1 = warped_phase_1(lateral, memory, self.flow_net, self.flow_net_pre_convs, self.spa)
-        return self._outputs(self._predict(self.fpn_phase_2(phase_1)))
+        phase_1, flow = warped_phase_1(lateral, memory, self.flow_net, self.flow_net_pre_convs, self.spa)
+        proto = carry_prototypes(memory.key_proto, flow) if carry else None
+        return self._outputs(self._predict(self.fpn_phase_2(phase_1), proto))
 
     def _require_video(self, method: str) -> None:
         if not self.config.video:

@@ -7,7 +7,8 @@ import numpy as np
 
 from .backend import Backend, one_line, parse_class_names, require
 from .tensors import (
-    RAW_OUTPUTS, VIDEO_GRAPH_KEY, VIDEO_MEMORY, InputSpec, ModelError, RawOutputs, match_outputs, warped_graph_path,
+    RAW_OUTPUTS, VIDEO_GRAPH_KEY, VIDEO_MEMORY, InputSpec, ModelError, RawOutputs, match_outputs, memory_sources,
+    warped_graph_path,
 )
 
 _ORT_TYPES = {
@@ -22,7 +23,8 @@ class OnnxBackend(Backend):
     Outputs are found by name, else by shape (a model with dynamic output dims is run once on a black image to
     learn them). Class names come from the `class_names` metadata entry (a JSON list) that the exporter writes.
     A video model's key-frame graph runs as an image model, and in video mode (`open_video`) with its
-    `<stem>_warp.onnx` partner.
+    `<stem>_warp.onnx` partner; the partner's input names say which key outputs it takes (`memory_sources`: a
+    pair that carries prototypes also feeds the key frame's `proto` to the warped graph's `key_proto`).
     """
 
     name = "onnxruntime"
@@ -92,15 +94,21 @@ class OnnxBackend(Backend):
             raise ModelError(f"{self.path}: its warped-frame graph {partner.name} is missing beside it; copy it "
                              "there, or export the video checkpoint again (--format onnx writes both)")
         session = self._open_session(str(partner))
-        names = {i.name for i in session.get_inputs()}
-        if names != {self.input_spec.name, *VIDEO_MEMORY}:
-            raise ModelError(f"{partner}: inputs {sorted(names)} are not a warped-frame graph's "
-                             f"({self.input_spec.name}, {', '.join(VIDEO_MEMORY)})")
-        self.warped_session = session
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        sources = memory_sources(inputs, self.input_spec.name, str(partner))
+        key_shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        key_shapes.update((role, key_shapes[self._output_names[i]]) for i, role in enumerate(RAW_OUTPUTS))
+        for name, source in sources.items():
+            if inputs[name] != key_shapes.get(source):
+                raise ModelError(f"{partner}: input {name} {inputs[name]} does not fit the key frame's {source} "
+                                 f"{key_shapes.get(source)}; the two files come from different exports")
+        self.warped_session, self._memory_sources = session, sources
 
     def invoke_key(self, tensor: np.ndarray) -> tuple[RawOutputs, dict[str, np.ndarray]]:
-        *outputs, p4, p5, flow = self.session.run([*self._output_names, *VIDEO_MEMORY], {self.input_spec.name: tensor})
-        return RawOutputs(*(np.asarray(o, dtype=np.float32) for o in outputs)), dict(zip(VIDEO_MEMORY, (p4, p5, flow)))
+        values = self.session.run([*self._output_names, *VIDEO_MEMORY], {self.input_spec.name: tensor})
+        by_name = dict(zip((*RAW_OUTPUTS, *VIDEO_MEMORY), values))
+        memory = {name: by_name[source] for name, source in self._memory_sources.items()}
+        return RawOutputs(*(np.asarray(o, dtype=np.float32) for o in values[:len(RAW_OUTPUTS)])), memory
 
     def invoke_warped(self, tensor: np.ndarray, memory: dict[str, np.ndarray]) -> RawOutputs:
         outputs = self.warped_session.run(self._output_names, {self.input_spec.name: tensor, **memory})

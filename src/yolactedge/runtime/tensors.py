@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +20,9 @@ RAW_OUTPUTS = ("boxes", "scores", "masks", "proto")
 # A video model's ONNX pair: the key-frame graph `<stem>.onnx` outputs RAW_OUTPUTS then these memory tensors; the
 # warped-frame graph `<stem>_warp.onnx` takes the image and them. The metadata entry VIDEO_GRAPH_KEY says which.
 VIDEO_MEMORY = ("key_p4", "key_p5", "key_flow_features")
+# A pair that carries prototypes (ours, `ModelConfig.carry_protos`): its warped graph also takes the key frame's
+# prototypes as this input, fed from the key graph's `proto` output (no second copy of it among the outputs).
+CARRIED_PROTO = "key_proto"
 VIDEO_GRAPH_KEY = "video_graph"
 WARPED_GRAPH_SUFFIX = "_warp"
 
@@ -28,6 +31,26 @@ def warped_graph_path(key_graph: str | os.PathLike) -> Path:
     """The warped-frame partner of a key-frame graph: `dir/model.onnx` → `dir/model_warp.onnx`."""
     path = Path(key_graph)
     return path.with_name(path.stem + WARPED_GRAPH_SUFFIX + path.suffix)
+
+
+def warped_memory_inputs(carry_protos: bool) -> tuple[str, ...]:
+    """The memory inputs of a warped-frame graph, in the order the exporter writes them."""
+    return VIDEO_MEMORY + ((CARRIED_PROTO,) if carry_protos else ())
+
+
+def memory_sources(warped_inputs: Iterable[str], image_input: str, where: str) -> dict[str, str]:
+    """Which key-frame output feeds each memory input of a warped-frame graph: → {warped input name: key output}.
+
+    The warped file says what it needs by its input names (a ":0" tensor suffix ignored): `key_proto` ← `proto`
+    (a pair that carries prototypes), every other memory input ← the key output of its own name. Inputs besides
+    the image must be VIDEO_MEMORY, with or without `key_proto`; anything else is a one-line ModelError.
+    """
+    memory = [name for name in warped_inputs if name != image_input]
+    plain = [_plain_name(name) for name in memory]
+    if sorted(plain) not in (sorted(VIDEO_MEMORY), sorted(warped_memory_inputs(True))):
+        raise ModelError(f"{where}: inputs {sorted(memory)} besides {image_input!r} are not a warped-frame graph's "
+                         f"memory ({', '.join(VIDEO_MEMORY)}, and {CARRIED_PROTO} when it carries prototypes)")
+    return {name: "proto" if key == CARRIED_PROTO else key for name, key in zip(memory, plain)}
 _EXPECTED_OUTPUTS = "boxes [1,A,4], scores [1,C,A], masks [1,A,P], proto [1,Hp,Wp,P]"
 
 

@@ -10,6 +10,8 @@
   original trains this stage on FlyingChairs with ground-truth flow; here the supervision is its feature-
   matching loss (`feature_matching_loss`), which needs nothing but the videos. The match is taken before SPA:
   SPA does not learn in this stage, and from an image checkpoint it is still untrained.
+  A model that carries prototypes (ours, `ModelConfig.carry_protos`) also learns, as loss "P", to move the
+  key frame's prototypes onto the current frame's with its P4-level flow, the way its warped frames use it.
 * Stage "warp": the original's fine_tune_layers (WARP_MODULES) learn, the backbone and FPN phase 1 stay
   frozen. The loss is YolactLoss on the warped frame's outputs plus the feature-matching loss on the P4 and P5
   that FPN phase 2 receives (after SPA), as the original's `extra_loss` 'W', plus YolactLoss on the current
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..model.build import build_model
+from ..model.build import build_model, with_config
 from ..model.checkpoint import (
     VIDEO_ONLY_PREFIXES,
     infer_config,
@@ -39,7 +41,8 @@ from ..model.checkpoint import (
     read_sidecar,
     read_state_dict,
 )
-from ..model.temporal import FlowPrediction, transfer, upsample_to
+from ..model.protonet import prototypes
+from ..model.temporal import FlowPrediction, carry_prototypes, transfer, upsample_to
 from ..model.yolact import YolactEdge
 from .health import HealthCheck, SkipStreak, TrainingDiverged
 from .loss import YolactLoss
@@ -138,11 +141,21 @@ def frozen_phase_1(model: YolactEdge, x: torch.Tensor) -> tuple[list[torch.Tenso
         return model.fpn_phase_1.with_finest_lateral(model.backbone(model.normalise(x)))
 
 
-def transferred_p4_p5(model: YolactEdge, key_phase_1, key_lateral, lateral) -> list[torch.Tensor]:
+def transferred_p4_p5(model: YolactEdge, key_phase_1, key_lateral,
+                      lateral) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The key frame's P4 and P5 warped to the current frame, scaled and biased (before SPA), as warped_frame
-    computes them, with gradients through the pre-convs on both frames as the original trains them."""
+    computes them, with gradients through the pre-convs on both frames as the original trains them; and the
+    P4-level flow."""
     level2, level3 = model.flow_net(model.flow_net_pre_convs(lateral), model.flow_net_pre_convs(key_lateral))
-    return [transfer(level2, key_phase_1[1]), transfer(level3, key_phase_1[2])]
+    return [transfer(level2, key_phase_1[1]), transfer(level3, key_phase_1[2])], level2.flow
+
+
+def carried_prototype_loss(model: YolactEdge, key_phase_1, target, flow: torch.Tensor) -> torch.Tensor:
+    """Mean |carried − current| / mean |current| over the prototypes of the frozen FPN phase 2 and protonet: the
+    key frame's carried by `flow` (as a warped frame of a model that carries them) against the current frame's."""
+    with torch.no_grad():
+        key_proto, current = (prototypes(model.proto_net, model.fpn_phase_2(p)[0]) for p in (key_phase_1, target))
+    return (carry_prototypes(key_proto, flow) - current).abs().mean() / current.abs().mean().clamp_min(1e-6)
 
 
 def stage_losses(model: YolactEdge, stage: str, keys, currents, targets, loss_fn) -> dict[str, torch.Tensor]:
@@ -151,9 +164,12 @@ def stage_losses(model: YolactEdge, stage: str, keys, currents, targets, loss_fn
     the heads that warped and key frames share good on key frames."""
     key_phase_1, key_lateral = frozen_phase_1(model, keys)
     target, lateral = frozen_phase_1(model, currents)
-    p4, p5 = transferred_p4_p5(model, key_phase_1, key_lateral, lateral)
+    (p4, p5), flow = transferred_p4_p5(model, key_phase_1, key_lateral, lateral)
     if stage == "flow":
-        return {"W": feature_matching_loss([p4, p5], target[1:], model)}
+        losses = {"W": feature_matching_loss([p4, p5], target[1:], model)}
+        if model.config.carry_protos:
+            losses["P"] = carried_prototype_loss(model, key_phase_1, target, flow)
+        return losses
     p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
     p4, p5 = model.spa(lateral, p4, p5)
     losses = loss_fn(model.forward_train_from_phase_1([p3, p4, p5]), targets)
@@ -184,10 +200,12 @@ def train_video(
     seed: int = 0,
     threads: int | None = None,
     device: str | torch.device | None = None,
+    carry_protos: bool | None = None,
 ) -> Path:
     """Train one video stage on a YouTube-VIS dataset (`data`: its folder or annotations.json) starting from
     `weights` (an image or a video checkpoint, or "demo"); return the saved `out_dir/last.pth`.
-    input_size overrides the checkpoint's (the weights do not depend on it).
+    input_size overrides the checkpoint's (the weights do not depend on it). carry_protos overrides whether the
+    model carries prototypes to warped frames (ours; the flow stage then also trains for it, loss "P").
 
     The classes are the checkpoint's: the dataset's must be the same (stage "warp" uses its labels). lr 2e-4
     is the original's video lr; max_gap: the largest distance from key frame to current frame. The schedule,
@@ -201,6 +219,8 @@ def train_video(
         torch.set_num_threads(threads)
     seed_everything(seed)
     model, flow_trained = load_start_model(weights, runlog.print, input_size)
+    if carry_protos is not None and carry_protos != model.config.carry_protos:
+        model = with_config(model, carry_protos=carry_protos)
     if stage == "warp" and not flow_trained:
         warnings.warn(f"{weights}: its flow net was never trained; run --video-stage flow first, or the warped "
                       f"frames start from an untrained flow", stacklevel=2)
