@@ -8,7 +8,8 @@ figures' 100 calibration renders, seed 31337), and are evaluated on the first --
 - int8 before: the decode as it was (one decode over all anchors) without exact anchor constants;
 - the same int8 file requantized with one group of operators left in float (TensorFlow's `denylisted_nodes`):
   which group's quantization costs the box AP;
-- per-level decode, then per-level decode with the anchor centres on their exact grid (the export's default).
+- per-level decode, then per-level decode with the anchor centres on their exact grid (the export's default);
+- the default with the decode's calibration ranges propagated from the regressions' (what int16x8 uses).
 
 Whole-model int8 time (LiteRT, --threads, interleaved runs: before, per-level, default in turn) is given as a
 ratio to "int8 before"; the float-group rows are diagnostics and are not timed.
@@ -75,6 +76,18 @@ def old_export(*, whole: bool, inexact: bool):
             patch(yolact, "decode_boxes", whole_decode)
         if inexact:
             patch(converter, "store_exact_constants", lambda data, float_model: (data, 0))
+        yield
+
+
+@contextlib.contextmanager
+def propagated_decode_ranges():
+    """int8 calibrated with the box decode's ranges by interval arithmetic, as int16x8 is (see box_ranges)."""
+    from yolactedge.export import fastcalib
+
+    with _patching() as patch:
+        original = fastcalib.box_ranges
+        patch(fastcalib, "box_ranges", lambda model, stats, boxes, propagate: original(model, stats, boxes,
+                                                                                      propagate=True))
         yield
 
 
@@ -190,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         if "level" in rows:
             with old_export(whole=False, inexact=True):
                 files["int8, per-level decode"] = convert(onnx_new, work, "int8", images, work / "level.tflite")
+        if "propagated" in rows:
+            with propagated_decode_ranges():
+                files["int8, default with the decode's ranges propagated (as int16x8)"] = convert(
+                    onnx_new, work, "int8", images, work / "propagated.tflite")
         if "default" in rows:
             files["int8, per-level decode + exact anchor centres (default)"] = convert(
                 onnx_new, work, "int8", images, work / "default.tflite")

@@ -28,7 +28,7 @@ from .common import TFLITE_OUTPUT_ORDER, ExportError, one_line
 
 VERIFY_SEED = 1338  # calibration's default seed + 1: images calibration did not see
 MATCH_IOU = 0.5
-INT8_BOX_STEP = 1 / 255  # the int8 boxes' output step: calibrated over the image, [0, 1] (fastcalib.BOXES_RANGE)
+INT8_BOX_STEP = 1 / 255  # the int8 boxes' output step: calibrated over the image, [0, 1] (box_ranges.BOXES_RANGE)
 # The box error of an anchor whose box is wider than this (image sides) is divided by width / BOX_SIDE_UNIT: a
 # quantized regression moves a corner by about 0.1 x side x its error, so the largest boxes move most. Demo int8 at
 # 550 (trained at 320), 4 verification images: 0.0487 unscaled on a P7 box of side 0.68 (P3's boxes: 0.0068 at most),
