@@ -230,6 +230,21 @@ def test_box_error_scales_with_the_box_side():
     assert errors[0, 1] < limit < min(errors[0, 0], errors[0, 2])
 
 
+def test_decode_ranges_bound_every_combination_of_their_inputs():
+    """int16x8's decode ranges come from the inputs' ranges (box_ranges): a sum covers both extremes at once, which
+    min/max over the calibration images rarely sees, and a constant operand counts with its extreme values."""
+    from yolactedge.export.box_ranges import _interval
+
+    shift, half = (-0.09, 0.09), (0.04, 0.23)
+    assert _interval("ADD", [shift, half]) == pytest.approx((-0.05, 0.32))
+    assert _interval("SUB", [shift, half]) == pytest.approx((-0.32, 0.05))
+    assert _interval("MUL", [(-4.8, 5.3), np.float32([0.1 * 0.05, 0.1 * 0.1])]) == pytest.approx((-0.048, 0.053))
+    assert _interval("EXP", [(-1.0, 1.0)]) == pytest.approx((np.exp(-1.0), np.exp(1.0)))
+    assert _interval("CONCATENATION", [shift, half]) == (-0.09, 0.23)
+    assert _interval("STRIDED_SLICE", [shift]) == shift
+    assert _interval("CONV_2D", [shift, half, half]) is None
+
+
 def test_int8_graph_is_lean(int8):
     result, _ = int8
     ops = result.op_histogram
