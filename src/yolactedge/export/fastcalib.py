@@ -19,7 +19,6 @@ from .common import one_line
 from .tflite_file import open_interpreter, model_bytes, model_object, signature_outputs
 
 
-
 @contextlib.contextmanager
 def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, file=None, threads: int = 2):
     """Replace TensorFlow's calibration (single-threaded reference kernels: ~4 s per 550x550 image here, and
@@ -31,8 +30,8 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     deprecated one that int16x8 needs), so the rest of the conversion is TensorFlow's. The box decode's ranges
     are ours (`box_ranges`): the decoded boxes get the image, instead of the anchors' whole reach (about
     [-0.35, 1.35]), so the quantized boxes saturate at the image border, which clamps them as post-processing
-    would, with no extra operator, and an int8 step is 1/255 of the image side instead of about 1/150; the
-    decode's intermediates get what the box regressions' ranges allow. If collecting the
+    would, with no extra operator, and an int8 step is 1/255 of the image side instead of about 1/150; for int16x8
+    the decode's intermediates get what the box regressions' ranges allow. If collecting the
     statistics fails, TensorFlow's calibrator runs instead and state["error"] says why; state["fast"] is True
     when the fast path produced the statistics, state["seconds"] is its time.
     """
@@ -116,7 +115,8 @@ def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, propaga
         state["fast"] = True
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
     model = model_object(content)
-    return write_minmax(model, box_ranges(model, stats, signature_outputs(content).get("boxes"), propagate=propagate))
+    boxes = signature_outputs(content).get("boxes")
+    return write_minmax(model, box_ranges(model, stats, boxes, propagate=propagate))
 
 
 def unshare_constants(data: bytes) -> bytes:

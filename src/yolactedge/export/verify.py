@@ -164,7 +164,8 @@ def run_checks(report: dict, precision: str) -> list[dict]:
     limits = THRESHOLDS[precision]
     det = report["detections"]
     box_error = report["outputs"]["boxes"]["max_scaled"]
-    checks = [{"check": "box error", "value": box_error, "limit": limits.box_error, "passed": box_error <= limits.box_error}]
+    checks = [{"check": "box error", "value": box_error, "limit": limits.box_error,
+               "passed": box_error <= limits.box_error}]
     if det["reference"] or det["tflite"]:
         matched = min(det["recall"], det["precision"])
         checks.append({"check": "matched detections", "value": matched, "limit": limits.matched,
