@@ -18,6 +18,7 @@ from .tflite_file import model_bytes, model_object
 
 ELEMENTWISE = ("ADD", "SUB")
 GRID_TOLERANCE = 1e-4  # of one grid step: float32 rounding of k / d, not a different value
+MAX_SCALE_RATIO = 2.0 ** 8  # XNNPACK's int8 ADD/SUB take an input scale below 2^8 times the output's
 
 
 def exact_grid(values: np.ndarray) -> tuple[float, int] | None:
@@ -57,12 +58,16 @@ def store_exact_constants(quantized: bytes, float_model: bytes) -> tuple[bytes, 
             if grid is None or tensor.type != schema.TensorType.INT8 or stored is None or stored.size != values.size:
                 continue
             q = tensor.quantization
-            if len(q.scale) != 1:
+            if q is None or q.scale is None or len(q.scale) != 1:
                 continue
             old = (stored.view(np.int8).astype(np.float64) - q.zeroPoint[0]) * q.scale[0]
             if np.abs(old - values).max() <= GRID_TOLERANCE * grid[0]:
                 continue  # already exact
             scale, zero_point = grid
+            output = subgraph.tensors[op.outputs[0]].quantization
+            output_scale = list(output.scale) if output is not None and output.scale is not None else []
+            if len(output_scale) != 1 or scale >= MAX_SCALE_RATIO * output_scale[0]:
+                continue  # would leave XNNPACK's fast kernels
             levels = np.round(values.astype(np.float64) / scale) + zero_point
             model.buffers[tensor.buffer].data = levels.astype(np.int8).view(np.uint8)
             q.scale, q.zeroPoint = [scale], [zero_point]
