@@ -46,8 +46,9 @@ def test_int8_boxes_agree_within_a_few_steps(demo_files):
     assert checks["box error"]["value"] < 10 * INT8_BOX_STEP
 
 
-def old_decode_boxes(loc, priors):
-    """The decode before the border-box fix: x2 = x1 + w, so an int8 x1 saturated at 0 drags x2 with it."""
+def old_decode_boxes(loc, priors, level_counts=None):
+    """The decode before the border-box fix: x2 = x1 + w, so an int8 x1 saturated at 0 drags x2 with it (over
+    all levels at once, as it was then)."""
     from yolactedge.model.yolact import VARIANCES
 
     centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]

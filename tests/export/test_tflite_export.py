@@ -196,6 +196,68 @@ def test_int8_boxes_are_quantized_over_the_image(int8):
     assert boxes.min() >= 0.0 and boxes.max() <= 1.0 and np.unique(boxes).size > 100
 
 
+def test_int8_anchor_centres_are_stored_exactly(int8):
+    """The decode adds each level's anchor centres (i + 0.5) / W as an int8 constant: stored on the grid k / 2W,
+    not on the tightest grid of their range, which misses them by up to half a step (0.002 of the image)."""
+    from yolactedge.export.tflite_file import model_object
+    from yolactedge.opprofile import op_type_name
+
+    result, _ = int8
+    model = model_object(result.path.read_bytes())
+    subgraph = model.subgraphs[0]
+    levels = {12: [], 6: [], 3: [], 2: [], 1: []}  # cells per side of P3..P7 at 96
+    for op in subgraph.operators:
+        for index in op.inputs if op_type_name(model, op) == "ADD" else ():
+            tensor = subgraph.tensors[index]
+            data = model.buffers[tensor.buffer].data
+            if data is not None and len(data) and list(tensor.shape[-1:]) == [4]:
+                stored = np.asarray(data, np.uint8).view(np.int8).astype(np.float64)
+                values = (stored - tensor.quantization.zeroPoint[0]) * tensor.quantization.scale[0]
+                levels[round(np.sqrt(tensor.shape[1] / 3))].append(values)
+    assert all(len(found) == 1 for found in levels.values()), {k: len(v) for k, v in levels.items()}
+    for side, (values,) in levels.items():
+        np.testing.assert_allclose(np.unique(values), (np.arange(side) + 0.5) / side, rtol=0, atol=1e-7)
+    assert result.calibration["exact_constants"] == 2  # 12 and 6 cells; 3, 2 and 1 fall on the tight grid too
+
+
+def test_exact_grid_of_crafted_constants():
+    from yolactedge.export.exact_constants import exact_grid
+
+    assert exact_grid((np.arange(40) + 0.5) / 40) == (1 / 80, -128)  # P3 at 320: the centres in 80ths
+    assert exact_grid(np.float32([-0.5, 0.25, 0.75])) == (0.25, -126)  # quarters from -2, zero point moved
+    assert exact_grid((np.arange(200) + 0.5) / 200) is None  # 400ths: more than int8's 256 levels
+    assert exact_grid(np.array([0.1, np.pi])) is None
+    assert exact_grid(np.array([np.nan])) is None
+
+
+def test_box_error_scales_with_the_box_side():
+    """A corner off by 0.05 fails int8's 12 steps on a small box and passes on an image-wide one, whose regression
+    moves its corners four times as far for the same error; the border defect (0.26 on a box of side ~1) fails."""
+    from yolactedge.export.verify import BOX_SIDE_UNIT, THRESHOLDS, scaled_box_errors
+
+    reference = np.array([[[0.40, 0.40, 0.50, 0.50], [0.00, 0.00, 1.00, 0.90], [0.00, 0.10, 0.95, 0.90]]])
+    ours = reference + np.array([[[0.05, 0, 0, 0], [0, 0, 0, 0.05], [0.26, 0, 0, 0]]])
+    errors = scaled_box_errors(ours, reference)
+    np.testing.assert_allclose(errors, [[0.05, 0.05 * BOX_SIDE_UNIT, 0.26 * BOX_SIDE_UNIT / 0.95]], rtol=1e-6)
+    limit = THRESHOLDS["int8"].box_error
+    assert errors[0, 1] < limit < min(errors[0, 0], errors[0, 2])
+
+
+def test_decode_ranges_bound_every_combination_of_their_inputs():
+    """int16x8's decode ranges come from the inputs' ranges (box_ranges): a sum covers both extremes at once, which
+    min/max over the calibration images rarely sees, and a constant operand counts with its extreme values."""
+    from yolactedge.export.box_ranges import _interval
+
+    shift, half = (-0.09, 0.09), (0.04, 0.23)
+    assert _interval("ADD", [shift, half]) == pytest.approx((-0.05, 0.32))
+    assert _interval("SUB", [shift, half]) == pytest.approx((-0.32, 0.05))
+    assert _interval("MUL", [(-4.8, 5.3), np.float32([0.1 * 0.05, 0.1 * 0.1])]) == pytest.approx((-0.048, 0.053))
+    assert _interval("EXP", [(-1.0, 1.0)]) == pytest.approx((np.exp(-1.0), np.exp(1.0)))
+    assert _interval("CONCATENATION", [shift, half]) == (-0.09, 0.23)
+    assert _interval("STRIDED_SLICE", [shift]) == shift
+    assert _interval("CONV_2D", [shift, half, half]) is None
+
+
 def test_int8_graph_is_lean(int8):
     result, _ = int8
     ops = result.op_histogram

@@ -90,3 +90,15 @@ def test_decode_with_zero_regression_returns_the_prior():
     torch.testing.assert_close(boxes, expected)
     shifted = decode_boxes(torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]), priors[:1])
     torch.testing.assert_close(shifted[0, 0, 0], torch.tensor(0.4 + 0.1 * 0.2))
+
+
+def test_decoding_level_by_level_gives_the_same_boxes():
+    """Per-level decode (what the int8 export needs, each level on its own grid) changes nothing in float."""
+    priors = torch.from_numpy(make_priors([(12, 12), (6, 6), (3, 3)], (24, 48, 96), (1.0, 0.5, 2.0), 96))
+    counts = [3 * 144, 3 * 36, 3 * 9]
+    loc = torch.randn(2, priors.shape[0], 4, generator=torch.Generator().manual_seed(0))
+    centres = priors[:, :2] + loc[..., :2] * 0.1 * priors[:, 2:]
+    half_sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * 0.2) / 2
+    expected = torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)
+    torch.testing.assert_close(decode_boxes(loc, priors, counts), expected)
+    torch.testing.assert_close(decode_boxes(loc, priors), expected)

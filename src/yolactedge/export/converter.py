@@ -15,6 +15,7 @@ import numpy as np
 
 from .calibration import representative_batches
 from .common import TFLITE_OUTPUT_ORDER, ExportError, one_line
+from .exact_constants import float_model_capture, store_exact_constants
 from .fastcalib import fast_calibration, per_op_constants
 from .quiet import import_tensorflow, quiet_fds
 from .tflite_file import INPUT_NAME, reorder_outputs, signature_outputs
@@ -39,7 +40,8 @@ def keras_to_tflite(
     calib_images: uint8 (or float) NHWC 0..255, needed for int8 and int16x8.
     calibrator: "fast" (statistics from a multi-threaded XNNPACK run, see `fast_calibration`) or
         "tensorflow" (TensorFlow's own single-threaded calibrator).
-    info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions.
+    info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions, and for
+        int8 {"exact_constants": how many ADD/SUB constants `store_exact_constants` put on their exact grid}.
     float_ops: int8 only: TFLite operator types left in float (with a DEQUANTIZE before them), e.g. SOFTMAX.
     """
     tf = import_tensorflow()
@@ -72,6 +74,8 @@ def keras_to_tflite(
         info["calibrator"] = "fast (LiteRT XNNPACK min/max)" if state.get("fast") else "TensorFlow"
         if "seconds" in state:
             info["calibration_s"] = round(state["seconds"], 3)
+    if info is not None and "exact_constants" in state:
+        info["exact_constants"] = state["exact_constants"]
     return reorder_outputs(data, TFLITE_OUTPUT_ORDER)
 
 
@@ -88,13 +92,17 @@ def _run_converter(converter, tf, precision: str, calib_images, progress: bool, 
             patch = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr)
         else:
             patch = per_op_constants() if precision == "int16x8" else contextlib.nullcontext()
+        capture = float_model_capture(state) if precision == "int8" else contextlib.nullcontext()
         try:
-            with patch:
-                return converter.convert()
+            with patch, capture:
+                data = converter.convert()
         except ExportError:
             raise
         except Exception as exc:
             raise ExportError(f"TFLite {precision} conversion failed: {one_line(exc)[:300]}") from None
+    if "float_model" in state:  # int8: the anchor centres exact (see exact_constants)
+        data, state["exact_constants"] = store_exact_constants(data, state.pop("float_model"))
+    return data
 
 
 @contextlib.contextmanager

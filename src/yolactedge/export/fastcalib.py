@@ -13,11 +13,10 @@ import time
 
 import numpy as np
 
+from .box_ranges import box_ranges
 from .calibration import progress_bar
 from .common import one_line
 from .tflite_file import open_interpreter, model_bytes, model_object, signature_outputs
-
-BOXES_RANGE = (0.0, 1.0)  # the calibration range given to the decoded boxes: the image (see fast_calibration)
 
 
 @contextlib.contextmanager
@@ -28,10 +27,11 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
 
     The statistics go into the model exactly where TensorFlow's calibrator puts them (each tensor's
     quantization min/max) and TensorFlow's own quantizers take it from there (the MLIR one for int8, the
-    deprecated one that int16x8 needs), so the rest of the conversion is TensorFlow's. One range is ours: the
-    decoded boxes get BOXES_RANGE, the image, instead of the anchors' whole reach (about [-0.35, 1.35]), so the
-    quantized boxes saturate at the image border, which clamps them as post-processing would, with no extra
-    operator, and an int8 step is 1/255 of the image side instead of about 1/150. If collecting the
+    deprecated one that int16x8 needs), so the rest of the conversion is TensorFlow's. The box decode's ranges
+    are ours (`box_ranges`): the decoded boxes get the image, instead of the anchors' whole reach (about
+    [-0.35, 1.35]), so the quantized boxes saturate at the image border, which clamps them as post-processing
+    would, with no extra operator, and an int8 step is 1/255 of the image side instead of about 1/150; for int16x8
+    the decode's intermediates get what the box regressions' ranges allow. If collecting the
     statistics fails, TensorFlow's calibrator runs instead and state["error"] says why; state["fast"] is True
     when the fast path produced the statistics, state["seconds"] is its time.
     """
@@ -41,12 +41,12 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     original_quantize = calibrator.Calibrator.calibrate_and_quantize
     quantize_signature = inspect.signature(original_quantize)
 
-    def calibrated_model(self) -> bytes:
-        return _calibrated_once(self, images, state, progress=progress, file=file, threads=threads)
+    def calibrated_model(self, propagate: bool) -> bytes:
+        return _calibrated_once(self, images, state, propagate, progress=progress, file=file, threads=threads)
 
     def calibrate(self, dataset_gen):
         try:
-            return calibrated_model(self)
+            return calibrated_model(self, propagate=False)  # int8 (see box_ranges)
         except Exception as exc:  # fall back to the slow, reference path
             state["error"] = one_line(exc)
             return original_calibrate(self, dataset_gen)
@@ -58,7 +58,7 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
             a = bound.arguments
             codes = [np.dtype(a[k].as_numpy_dtype()).num
                      for k in ("input_type", "output_type", "activations_type", "bias_type")]
-            calibrated = calibrated_model(self)
+            calibrated = calibrated_model(self, propagate=True)  # int16x8
         except Exception as exc:  # fall back to the slow, reference path (on per-op constants too)
             state["error"] = one_line(exc)
             state["fast"] = False
@@ -104,21 +104,19 @@ def _quantize_per_op(original_quantize, calibrator_object, dataset_gen, *args, *
     return original_quantize(unshared, dataset_gen, *args, **kwargs)
 
 
-def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, **options) -> bytes:
-    """The calibrator's model with min/max statistics (BOXES_RANGE for the boxes), computed once per calibrator."""
-    cached = getattr(calibrator_object, "_yolactedge_calibrated", None)
-    if cached is None:
+def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, propagate: bool, **options) -> bytes:
+    """The calibrator's model with min/max statistics (the box decode's from `box_ranges`); the images run once
+    per calibrator (int16x8 asks twice: TensorFlow's calibrate, then calibrate_and_quantize)."""
+    content = calibrator_object._model_content
+    stats = getattr(calibrator_object, "_yolactedge_minmax", None)
+    if stats is None:
         start = time.perf_counter()
-        content = calibrator_object._model_content
-        model = model_object(content)
-        stats = collect_minmax(model, images, **options)
-        boxes = signature_outputs(content).get("boxes")
-        if boxes in stats:
-            stats[boxes] = BOXES_RANGE
-        cached = calibrator_object._yolactedge_calibrated = write_minmax(model, stats)
+        stats = calibrator_object._yolactedge_minmax = collect_minmax(content, images, **options)
         state["fast"] = True
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
-    return cached
+    model = model_object(content)
+    boxes = signature_outputs(content).get("boxes")
+    return write_minmax(model, box_ranges(model, stats, boxes, propagate=propagate))
 
 
 def unshare_constants(data: bytes) -> bytes:

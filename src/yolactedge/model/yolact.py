@@ -28,15 +28,27 @@ class TrainOutputs(NamedTuple):
     segm: torch.Tensor  # [N, K-1, H3, W3] semantic segmentation logits
 
 
-def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, level_counts: list[int] | None = None) -> torch.Tensor:
     """loc [N, A, 4] + priors [A, 4] cx,cy,w,h → [N, A, 4] normalised x1, y1, x2, y2 (never clamped).
 
     Each corner comes from the centre and the half size on its own (not x2 = x1 + w): an int8 export quantizes
     the boxes over the image, and a top-left corner saturated at 0 must not drag the far corner with it.
+    level_counts (anchors per pyramid level, in order) decodes each level on its own and concatenates the boxes:
+    in int8 every intermediate then gets its level's range instead of one range spanning P3's 24-pixel anchors
+    and P7's whole image. The anchor centres are added last, to both corners at once, so the only rounding on
+    the image-wide grid is the output's (docs/int8-accuracy.md).
     """
-    centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]
-    half_sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1]) / 2
-    return torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)
+    if level_counts is not None and len(level_counts) > 1:
+        levels = zip(loc.split(level_counts, dim=1), priors.split(level_counts, dim=0))
+        return torch.cat([_decode_level(level_loc, level_priors) for level_loc, level_priors in levels], dim=1)
+    return _decode_level(loc, priors)
+
+
+def _decode_level(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    shifts = loc[..., :2] * (VARIANCES[0] * priors[:, 2:])
+    half_sizes = torch.exp(loc[..., 2:] * VARIANCES[1]) * (priors[:, 2:] / 2)
+    centres = torch.cat((priors[:, :2], priors[:, :2]), dim=-1)
+    return torch.cat((shifts - half_sizes, shifts + half_sizes), dim=-1) + centres
 
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -91,9 +103,11 @@ class YolactEdge(nn.Module):
 
     @staticmethod
     def _outputs(features) -> Outputs:
-        _, loc, conf, coef, priors, proto = features
+        pyramid, loc, conf, coef, priors, proto = features
         scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)
-        return decode_boxes(loc, priors), scores, coef, proto
+        cells = [level.shape[-2] * level.shape[-1] for level in pyramid]
+        anchors_per_cell = priors.shape[0] // sum(cells)
+        return decode_boxes(loc, priors, [n * anchors_per_cell for n in cells]), scores, coef, proto
 
     def forward(self, x: torch.Tensor) -> Outputs:
         """→ boxes [N, A, 4] x1y1x2y2, scores [N, K-1, A] (softmax, background dropped), masks [N, A, P], proto."""

@@ -1,0 +1,238 @@
+"""Where the demo model's int8 box AP goes, and what brings it back: the table of docs/int8-accuracy.md.
+
+All files come from one ONNX → Keras conversion of the demo model at 320 and one calibration (the README
+figures' 100 calibration renders, seed 31337), and are evaluated on the first --images held-out images (seed
+20261126) with `yolactedge compare`'s protocol. Rows:
+
+- float: the fp32 TFLite file;
+- int8 before: the decode as it was (one decode over all anchors) without exact anchor constants;
+- the same int8 file requantized with one group of operators left in float (TensorFlow's `denylisted_nodes`):
+  which group's quantization costs the box AP;
+- per-level decode, then per-level decode with the anchor centres on their exact grid (the export's default);
+- the default with the decode's calibration ranges propagated from the regressions' (what int16x8 uses).
+
+Whole-model int8 time (LiteRT, --threads, interleaved runs: before, per-level, default in turn) is given as a
+ratio to "int8 before"; the float-group rows are diagnostics and are not timed.
+
+    python benchmarks/int8_accuracy.py                  # 100 images, as the table
+    python benchmarks/int8_accuracy.py --images 500 --rows float,default,before
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).parent))
+from readme_figures import CALIB_SEED, VAL_SEED  # noqa: E402
+
+# Operator groups of the "int8 before" graph, by operator index in the calibrated model (onnx2tf's order for the
+# demo model at 320; `check_groups` refuses a graph where they are not the operators named here).
+FLOAT_GROUPS = {
+    "backbone": list(range(66)),
+    "FPN": [66, 67, 68, 69, 70, 71, 96, 97, 98, 99, 100, 115],
+    "box convolutions": [73, 81, 89, 102, 117, 74, 82, 90, 103, 118, 119],
+    "box decode": [128, 129, 130, 131, 134, 135, 136, 137, 138, 139, 140],
+    "box decode: centres": [134, 135, 136, 137],
+    "box decode: sizes": [128, 129, 130, 131],
+}
+EXPECTED = {73: "convolution_55/", 117: "convolution_52/", 119: "tf.concat/", 130: "tf.math.exp/", 137: "add_104/",
+            140: "PartitionedCall:0", 65: "add_69/", 115: "convolution_36/"}
+
+
+def check_groups(names: list[str]) -> None:
+    wrong = {k: names[k] if k < len(names) else None for k, part in EXPECTED.items()
+             if k >= len(names) or part not in names[k]}
+    if wrong:
+        raise SystemExit(f"the int8 graph's operators moved (index: name {wrong}); update FLOAT_GROUPS")
+
+
+def whole_decode(loc, priors, level_counts=None):
+    """The decode before this work: centres and half sizes over all anchors at once, centres added first."""
+    import torch
+
+    from yolactedge.model.priors import VARIANCES
+
+    centres = priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:]
+    half_sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1]) / 2
+    return torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)
+
+
+@contextlib.contextmanager
+def old_export(*, whole: bool, inexact: bool):
+    """The export with the old decode over all anchors (`whole`) and/or with the anchor constants left where
+    TensorFlow's quantizer puts them (`inexact`)."""
+    from yolactedge.export import converter
+    from yolactedge.model import yolact
+
+    with contextlib.ExitStack() as stack:
+        patch = stack.enter_context(_patching())
+        if whole:
+            patch(yolact, "decode_boxes", whole_decode)
+        if inexact:
+            patch(converter, "store_exact_constants", lambda data, float_model: (data, 0))
+        yield
+
+
+@contextlib.contextmanager
+def propagated_decode_ranges():
+    """int8 calibrated with the box decode's ranges by interval arithmetic, as int16x8 is (see box_ranges)."""
+    from yolactedge.export import fastcalib
+
+    with _patching() as patch:
+        original = fastcalib.box_ranges
+        patch(fastcalib, "box_ranges", lambda model, stats, boxes, propagate: original(model, stats, boxes,
+                                                                                      propagate=True))
+        yield
+
+
+@contextlib.contextmanager
+def _patching():
+    saved = []
+
+    def patch(owner, name, value):
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    try:
+        yield patch
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+
+def convert(onnx_path: Path, workdir: Path, precision: str, images, out: Path, capture: dict | None = None) -> Path:
+    """ONNX → TFLite through the exporter's own steps; `capture` gets the calibrated float model."""
+    from yolactedge.export import fastcalib
+    from yolactedge.export.converter import keras_to_tflite
+    from yolactedge.export.onnx2tf_step import onnx_to_keras, release_tf
+    from yolactedge.export.tflite_file import embed_metadata
+    from yolactedge.export.onnx import resolve_model
+    from yolactedge.modelmeta import model_metadata
+
+    (workdir / f"k_{out.stem}").mkdir()
+    keras = onnx_to_keras(onnx_path, workdir / f"k_{out.stem}", simplified=True)
+    with contextlib.ExitStack() as stack:
+        if capture is not None:
+            patch = stack.enter_context(_patching())
+            original = fastcalib.write_minmax
+
+            def write_minmax(model, stats):
+                capture["calibrated"] = original(model, stats)
+                return capture["calibrated"]
+            patch(fastcalib, "write_minmax", write_minmax)
+        data = keras_to_tflite(keras, precision, images, progress=False)
+    release_tf()
+    config = resolve_model("demo", None).config
+    out.write_bytes(embed_metadata(data, model_metadata(config, precision=precision)))
+    return out
+
+
+def requantize_with_float_group(calibrated: bytes, group: str, out: Path) -> Path:
+    """The calibrated model quantized as the converter does, with `group`'s operators left in float."""
+    from tensorflow.lite.python import lite
+
+    import tensorflow as tf
+    from yolactedge.export.common import TFLITE_OUTPUT_ORDER
+    from yolactedge.export.onnx import resolve_model
+    from yolactedge.export.tflite_file import embed_metadata, model_object, reorder_outputs
+    from yolactedge.modelmeta import model_metadata
+
+    subgraph = model_object(calibrated).subgraphs[0]
+    names = [subgraph.tensors[op.outputs[0]].name.decode() for op in subgraph.operators]
+    check_groups(names)
+    nodes = [names[k] for k in FLOAT_GROUPS[group]]
+    data = lite._mlir_quantize(calibrated, False, fully_quantize=True, input_data_type=tf.int8,
+                               output_data_type=tf.float32, denylisted_nodes=nodes)
+    config = resolve_model("demo", None).config
+    out.write_bytes(embed_metadata(reorder_outputs(data, TFLITE_OUTPUT_ORDER),
+                                   model_metadata(config, precision="int8")))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100, help="held-out images evaluated (of 500)")
+    parser.add_argument("--rows", default="float,before,groups,level,default")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=300, help="interleaved timed runs per int8 file")
+    parser.add_argument("--data", default=str(Path(__file__).parent / "results"),
+                        help="folder with (or for) the README figures' val/ and calibration/ sets")
+    parser.add_argument("--json-out", default=str(Path(__file__).parent / "results" / "int8_accuracy.json"))
+    args = parser.parse_args(argv)
+    rows = set(args.rows.split(","))
+
+    from yolactedge.data.synthetic import generate_dataset
+    from yolactedge.evaluate import compare
+    from yolactedge.export.calibration import load_calibration_images
+    from yolactedge.export.onnx import export_onnx, resolve_model
+    from yolactedge.opprofile import interleaved_latency_ms
+
+    data = Path(args.data)
+    val, calib = data / "val", data / "calibration"
+    if not (val / "annotations.json").is_file():
+        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+    if not (calib / "annotations.json").is_file():
+        generate_dataset(calib, 100, seed=CALIB_SEED, image_size=320)
+    images, _ = load_calibration_images(calib / "images", 100, 1337, 320, progress=False)
+
+    files: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        work = Path(tmp)
+        module = resolve_model("demo", None).module
+        onnx_new = work / "new.onnx"
+        export_onnx(module, onnx_new, progress=False)
+        if "float" in rows:
+            files["float (fp32 TFLite)"] = convert(onnx_new, work, "fp32", None, work / "fp32.tflite")
+        if rows & {"before", "groups"}:
+            with old_export(whole=True, inexact=True):
+                export_onnx(module, work / "old.onnx", progress=False)
+                capture: dict = {}
+                files["int8 before (one decode over all anchors)"] = convert(
+                    work / "old.onnx", work, "int8", images, work / "before.tflite", capture)
+            if "groups" in rows:
+                for k, group in enumerate(FLOAT_GROUPS):
+                    files[f"  int8 before, {group} in float"] = requantize_with_float_group(
+                        capture["calibrated"], group, work / f"group{k}.tflite")
+        if "level" in rows:
+            with old_export(whole=False, inexact=True):
+                files["int8, per-level decode"] = convert(onnx_new, work, "int8", images, work / "level.tflite")
+        if "propagated" in rows:
+            with propagated_decode_ranges():
+                files["int8, default with the decode's ranges propagated (as int16x8)"] = convert(
+                    onnx_new, work, "int8", images, work / "propagated.tflite")
+        if "default" in rows:
+            files["int8, per-level decode + exact anchor centres (default)"] = convert(
+                onnx_new, work, "int8", images, work / "default.tflite")
+        results = compare([str(p) for p in files.values()], val / "images", val / "annotations.json",
+                          limit=args.images, num_threads=args.threads, progress=False)
+        int8 = {label: path for label, path in files.items() if label.startswith("int8")}  # not the diagnostics
+        timed = interleaved_latency_ms(list(int8.values()), threads=args.threads, runs=args.runs) if int8 else []
+    ms = dict(zip(int8, timed))
+    float_row = next((r for label, r in zip(files, results) if label.startswith("float")), None)
+    base_ms = next(iter(ms.values()), None)
+    lines = [f"demo model, first {args.images} held-out images, {args.threads} thread(s)",
+             "| file | box AP | % of float | mask AP | % of float | int8 ms (ratio to the first int8 row) |",
+             "|---|---|---|---|---|---|"]
+    table = []
+    for label, row in zip(files, results):
+        box = f"{100 * row.box_ap / float_row.box_ap:.1f}%" if float_row else ""
+        mask = f"{100 * row.mask_ap / float_row.mask_ap:.1f}%" if float_row else ""
+        time_cell = f"{ms[label]:.2f} ({ms[label] / base_ms:.3f})" if label in ms else ""
+        lines.append(f"| {label} | {row.box_ap:.4f} | {box} | {row.mask_ap:.4f} | {mask} | {time_cell} |")
+        table.append({"file": label, "box_ap": row.box_ap, "mask_ap": row.mask_ap, "int8_ms": ms.get(label)})
+    print("\n".join(lines))
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps({"images": args.images, "threads": args.threads, "rows": table},
+                                              indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
