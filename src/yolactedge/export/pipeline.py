@@ -136,6 +136,12 @@ def export_model(
         return _export_onnx_file(stages, source, path, progress)
     if calib is not None and precision not in ("int8", "int16x8"):
         _warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
+    if source.module is not None and source.module.config.video:
+        from .tflite_video import export_video_tflite
+
+        return export_video_tflite(source, path, precision=precision, calib=calib, calib_count=calib_count,
+                                   calib_seed=calib_seed, target=target, verify=verify, verify_count=verify_count,
+                                   progress=progress, stages=stages)
     return export_tflite(
         source, path, precision=precision, calib=calib, calib_count=calib_count, calib_seed=calib_seed,
         target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages,
@@ -280,19 +286,29 @@ def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, p
     return data, convert_info
 
 
-def _checked_interface(data: bytes, precision: str, target: str | None, result_warnings: list[str]) -> dict:
+def _checked_interface(data: bytes, precision: str, target: str | None, result_warnings: list[str], *,
+                       extra_outputs: list[str] = (), graph: str | None = None) -> dict:
     """The file's interface and ops, refusing a wrong output order or input type and warning on stray ops (those
-    the target's graph has by design are not stray: its float ops, the Ethos-U upsampling's transposes)."""
+    the target's graph has by design are not stray: its float ops, the Ethos-U upsampling's transposes).
+
+    extra_outputs: a video model's key-frame memory, after the four outputs. graph "warped": a video model's
+    warped-frame file, whose GridSample is GATHER ops and whose memory enters beside the image.
+    """
     from .tflite_file import inspect_tflite
 
     separable = target is not None and TARGET_GRAPHS[target].separable_upsampling
+    video = graph == "warped" or bool(extra_outputs)
     info = inspect_tflite(data, precision, float_ops=_float_ops(target, precision),
-                          transposes=-1 if separable else None)
-    if info["output_order"] != list(TFLITE_OUTPUT_ORDER):
-        raise ExportError(f"TFLite output order is {info['output_order']}, expected {list(TFLITE_OUTPUT_ORDER)}")
+                          transposes=-1 if separable or video else None, gathers=graph == "warped")
+    expected = [*TFLITE_OUTPUT_ORDER, *extra_outputs]
+    if info["output_order"] != expected:
+        raise ExportError(f"TFLite output order is {info['output_order']}, expected {expected}")
     _check_input(info["inputs"][0], precision, result_warnings)
+    if graph == "warped":  # onnx2tf's GridSample computes its coordinates in float: reported, not warned
+        return info
     for item in info["stray_ops"]:
-        _warn(f"stray op in the {precision} graph: {item}", result_warnings, stacklevel=4)
+        _warn(f"stray op in the {precision} graph{f' ({graph} frame)' if graph else ''}: {item}", result_warnings,
+              stacklevel=4)
     return info
 
 
@@ -304,17 +320,19 @@ def _verify(model_file: Path, onnx_path: Path, images, description: str, precisi
                          print_table=progress, precision=precision)
 
 
-def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path, dict]:
-    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file,
-    its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the CPU)."""
+def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict,
+                     order: tuple[str, ...] = TFLITE_OUTPUT_ORDER) -> tuple[dict, Path, dict]:
+    """Vela's output for the Ethos-U65, with the output `order` and our metadata kept → (Vela's report, the
+    file, its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the
+    CPU)."""
     from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
     from .vela import npu_placement, run_vela
 
-    vela = stages.run("Vela (Ethos-U65)", run_vela, model_file, workdir / "vela")
+    vela = stages.run(f"Vela (Ethos-U65): {model_file.name}", run_vela, model_file, workdir / "vela")
     final = Path(vela["path"])
     compiled = final.read_bytes()
     if signature_outputs(compiled):  # Vela keeps the signature; make sure it kept the order too
-        compiled = reorder_outputs(compiled, TFLITE_OUTPUT_ORDER)
+        compiled = reorder_outputs(compiled, order)
     compiled = embed_metadata(compiled, metadata)
     final.write_bytes(compiled)
     compiled_info = inspect_tflite(compiled)

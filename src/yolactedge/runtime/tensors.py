@@ -28,6 +28,27 @@ def warped_graph_path(key_graph: str | os.PathLike) -> Path:
     """The warped-frame partner of a key-frame graph: `dir/model.onnx` → `dir/model_warp.onnx`."""
     path = Path(key_graph)
     return path.with_name(path.stem + WARPED_GRAPH_SUFFIX + path.suffix)
+
+
+# A warped-frame input fed from a key-frame output of another name; every other one comes from the same name.
+WARPED_INPUT_SOURCES = {"key_proto": "proto"}
+
+
+def warped_input_source(name: str) -> str:
+    """The key-frame output that feeds the warped-frame input `name`."""
+    return WARPED_INPUT_SOURCES.get(name, name)
+
+
+def warped_frame_feed(key_outputs: Mapping[str, Any], memory_inputs: Sequence[str], where: str) -> dict[str, Any]:
+    """{warped-frame memory input: the key-frame output that feeds it}, for the warped graph's own input names
+    (its image input left out), so that a pair exported with other memory tensors runs unchanged."""
+    missing = [name for name in memory_inputs if warped_input_source(name) not in key_outputs]
+    if missing:
+        raise ModelError(f"{where}: the warped-frame graph takes {', '.join(missing)}, which its key-frame graph "
+                         "does not output; export the video model again (both files together)")
+    return {name: key_outputs[warped_input_source(name)] for name in memory_inputs}
+
+
 _EXPECTED_OUTPUTS = "boxes [1,A,4], scores [1,C,A], masks [1,A,P], proto [1,Hp,Wp,P]"
 
 

@@ -1,0 +1,142 @@
+"""int8 TFLite, LiteRT XNNPACK, one thread: a video model's key and warped frames beside its image model.
+
+    python benchmarks/bench_video_tflite.py [--imgsz 550] [--runs 5] [--calib-count 20] [--vela]
+                                            [--presets yolact_edge_vid_mobilenetv2 ...]
+
+Each preset (random weights in the official checkpoint layout, batch-norm statistics randomised) is exported
+twice by `yolactedge.export.export_model`, int8 with its default synthetic calibration (`--calib-count` images or
+frames): the image model (the same weights without the flow net and SPA) and the video pair (key-frame file and
+`_warp` partner, calibrated on consecutive synthetic-video frames). Both exports verify against the float ONNX:
+the error columns are the verification's (max abs error of the boxes and scores, matched detections, mean mask
+IoU) for the image file, the key-frame file and the warped-frame file, side by side. The three files then run
+round-robin through the LiteRT backend on one synthetic frame, so load on the machine hits them alike; "key"
+includes quantizing the memory for the warped file, "per frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's
+default schedule. With --vela, Vela compiles the int8 warped-frame file for the Ethos-U65 (i.MX 93) and the
+operators it leaves on the CPU are listed.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_convert import official_layout_checkpoint  # noqa: E402
+
+PRESETS = ("yolact_edge_vid_mobilenetv2", "yolact_edge_vid_resnet50", "yolact_edge_vid")
+INTERVAL = 5
+
+
+def image_model(video_model):
+    """The video model's weights in its image config (the flow net and SPA left out)."""
+    from yolactedge.model.yolact import YolactEdge
+
+    model = YolactEdge(video_model.config.replace(video=False))
+    state = {k: v for k, v in video_model.state_dict().items() if not k.startswith(("flow_net", "spa"))}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def export_pair(preset: str, size: int, calib_count: int, folder: Path):
+    """→ (image int8 file, key-frame int8 file, their ExportResults)."""
+    from yolactedge.export import export_model
+    from yolactedge.export.onnx import resolve_model
+
+    checkpoint = official_layout_checkpoint(preset, folder)
+    video = resolve_model(str(checkpoint), size).module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = export_model(image_model(video), "tflite", precision="int8", calib_count=calib_count,
+                             output=folder / f"{preset}_image_int8.tflite", progress=False)
+        pair = export_model(video, "tflite", precision="int8", calib_count=calib_count,
+                            output=folder / f"{preset}_int8.tflite", progress=False)
+    return image, pair
+
+
+def time_round_robin(calls: dict, runs: int) -> dict[str, float]:
+    """One warm-up each, then `runs` rounds calling each in turn → median ms per call."""
+    for call in calls.values():
+        call()
+    times = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def errors(report: dict) -> str:
+    det = report["detections"]
+    matched = min(det["recall"], det["precision"])
+    iou = det["mean_mask_iou"]
+    return (f"{report['outputs']['boxes']['max_abs']:.3f} / {report['outputs']['scores']['max_abs']:.3f} / "
+            f"{matched:.2f} / {iou if iou is None else round(iou, 3)}")
+
+
+def vela_cpu_ops(warped_path: Path, folder: Path) -> str:
+    from yolactedge.export.vela import npu_placement, run_vela
+
+    report = run_vela(warped_path, folder / f"vela_{warped_path.stem}")
+    placement = npu_placement(Path(report["path"]).read_bytes())
+    cpu = ", ".join(f"{k} {v}" for k, v in sorted(placement["cpu_operators"].items()))
+    summary = report.get("summary", {})
+    return (f"NPU operators {summary.get('NPU operators', '?')}, CPU operators {summary.get('CPU operators', '?')}"
+            f" ({cpu}); {placement['npu_partitions']} NPU partitions")
+
+
+def bench_preset(preset: str, size: int, runs: int, calib_count: int, vela: bool, folder: Path) -> list[str]:
+    from yolactedge.data.synthetic_video import render_frames
+    from yolactedge.runtime.litert_backend import LiteRTBackend
+
+    started = time.perf_counter()
+    image, pair = export_pair(preset, size, calib_count, folder)
+    export_s = time.perf_counter() - started
+    image_backend = LiteRTBackend(image.path, num_threads=1)
+    video_backend = LiteRTBackend(pair.path, num_threads=1)
+    video_backend.open_video()
+    first, second = (video_backend.prepare(f) for f, *_ in render_frames(5, 0, size, 2))
+    _, memory = video_backend.invoke_key(first)
+    med = time_round_robin({
+        "image": lambda: image_backend.invoke(second),
+        "key": lambda: video_backend.invoke_key(second),
+        "warped": lambda: video_backend.invoke_warped(second, memory),
+    }, runs)
+    per_frame = (med["key"] + (INTERVAL - 1) * med["warped"]) / INTERVAL
+    rows = [f"| {preset} | {size} | {med['image']:.0f} | {med['key']:.0f} | {med['warped']:.0f} "
+            f"| {med['warped'] / med['key']:.2f} | {per_frame:.0f} | {per_frame / med['image']:.2f} "
+            f"| {errors(image.verification)} | {errors(pair.verification)} | {errors(pair.verification['warped'])} "
+            f"| {export_s / 60:.0f} |"]
+    if vela:
+        rows.append(f"  Vela (Ethos-U65) on {pair.warped_path.name}: {vela_cpu_ops(pair.warped_path, folder)}")
+    return rows
+
+
+def main() -> None:
+    from ai_edge_litert import __version__ as litert_version
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--imgsz", type=int, default=550)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calib-count", type=int, default=20)
+    parser.add_argument("--vela", action="store_true")
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS))
+    args = parser.parse_args()
+    print(f"ai-edge-litert {litert_version}, int8, XNNPACK, 1 thread, median of {args.runs} round-robin runs; "
+          f"calibration {args.calib_count} synthetic images / video frames, verification on held-out ones\n")
+    print(f"| preset | size | image ms | key ms | warped ms | warped / key | per frame at {INTERVAL} "
+          "| per frame / image | image int8 err | key int8 err | warped int8 err | export min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("(err: boxes max abs / scores max abs / matched detections / mean mask IoU vs float ONNX)", flush=True)
+    for preset in args.presets:
+        with tempfile.TemporaryDirectory() as tmp:
+            for row in bench_preset(preset, args.imgsz, args.runs, args.calib_count, args.vela, Path(tmp)):
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
