@@ -13,9 +13,9 @@ held-out synthetic video, as `export.verify` measures them: the image file on ev
 on every frame, the warped-frame file on frames 2-5 warped from frame 1 (each runtime from its own key frame),
 side by side. The three files then run
 round-robin through the LiteRT backend on one synthetic frame, so load on the machine hits them alike; "key"
-includes quantizing the memory for the warped file, "per frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's
-default schedule. With --vela, Vela compiles the int8 warped-frame file for the Ethos-U65 (i.MX 93) and the
-operators it leaves on the CPU are listed.
+includes quantizing the memory for the warped file's int8 inputs (that step alone: "memory → int8 ms"), "per
+frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's default schedule. With --vela, Vela compiles the int8
+warped-frame file for the Ethos-U65 (i.MX 93) and the operators it leaves on the CPU are listed.
 """
 from __future__ import annotations
 
@@ -94,6 +94,16 @@ def time_round_robin(calls: dict, runs: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def memory_quantize_ms(backend, frame, runs: int) -> float:
+    """Median ms of quantizing a key frame's float memory outputs for the warped file's int8 inputs."""
+    from yolactedge.runtime.tensors import quantize
+
+    results = backend._runner(**{backend.input_spec.name: frame})
+    plan = [(results[source], scale, zero_point, dtype) for _, source, _, _, dtype, scale, zero_point
+            in backend._memory_plan]
+    return time_round_robin({"quantize": lambda: [quantize(v, s, z, d) for v, s, z, d in plan]}, runs)["quantize"]
+
+
 def vela_cpu_ops(warped_path: Path, folder: Path) -> str:
     from yolactedge.export.vela import npu_placement, run_vela
 
@@ -124,8 +134,10 @@ def bench_preset(preset: str, size: int, runs: int, calib_count: int, vela: bool
         "warped": lambda: video_backend.invoke_warped(second, memory),
     }, runs)
     per_frame = (med["key"] + (INTERVAL - 1) * med["warped"]) / INTERVAL
+    quantize_ms = memory_quantize_ms(video_backend, first, runs)
     rows = [f"| {preset} | {size} | {med['image']:.0f} | {med['key']:.0f} | {med['warped']:.0f} "
             f"| {med['warped'] / med['key']:.2f} | {per_frame:.0f} | {per_frame / med['image']:.2f} "
+            f"| {quantize_ms:.1f} "
             f"| {image_err} | {key_err} | {warped_err} "
             f"| {export_s / 60:.0f} |"]
     if vela:
@@ -146,8 +158,8 @@ def main() -> None:
     print(f"ai-edge-litert {litert_version}, int8, XNNPACK, 1 thread, median of {args.runs} round-robin runs; "
           f"calibration {args.calib_count} synthetic images / video frames, verification on held-out ones\n")
     print(f"| preset | size | image ms | key ms | warped ms | warped / key | per frame at {INTERVAL} "
-          "| per frame / image | image int8 err | key int8 err | warped int8 err | export min |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| per frame / image | memory → int8 ms | image int8 err | key int8 err | warped int8 err | export min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("(err: boxes / scores / masks max abs error vs PyTorch float)", flush=True)
     for preset in args.presets:
         with tempfile.TemporaryDirectory() as tmp:

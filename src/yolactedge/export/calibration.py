@@ -213,7 +213,8 @@ def frame_sequence(folder: str | os.PathLike, count: int, size: int, *, start: i
     folder = Path(folder).expanduser()
     paths = find_images(folder)
     if not paths:
-        raise ExportError(f"{folder}: no calibration images found (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
+        raise ExportError(f"{folder}: no calibration images found (searched recursively for "
+                          f"{', '.join(IMAGE_EXTENSIONS)})")
     frames, used, unreadable, index = [], [], [], start
     bar = progress_bar(total=count, desc="calibration frames", enabled=progress)
     try:

@@ -178,7 +178,8 @@ def loggable_tensors(model) -> list[int]:
     return out
 
 
-def collect_minmax(model, samples, *, progress: bool = True, file=None, threads: int = 2) -> dict[int, tuple[float, float]]:
+def collect_minmax(model, samples, *, progress: bool = True, file=None,
+                   threads: int = 2) -> dict[int, tuple[float, float]]:
     """{tensor index: (min, max)} over `samples` for every loggable tensor of a float model (bytes or an unpacked
     ModelT, which is left as it was). samples: images NHWC 0..255 for a one-input model, else one
     {signature input name: array} per sample."""

@@ -208,7 +208,8 @@ class LiteRTBackend(Backend):
             values = results[source]
             if values.dtype != dtype:
                 values = dequantize(values, scale, zero_point)
-                values = quantize(values, in_scale, in_zero_point, dtype) if dtype.kind in "iu" else values.astype(dtype)
+                values = (quantize(values, in_scale, in_zero_point, dtype) if dtype.kind in "iu"
+                          else values.astype(dtype))
             memory[name] = values
         return raw, memory
 
