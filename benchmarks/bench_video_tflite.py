@@ -2,6 +2,7 @@
 
     python benchmarks/bench_video_tflite.py [--imgsz 550] [--runs 5] [--calib-count 20] [--vela]
                                             [--presets yolact_edge_vid_mobilenetv2 ...]
+    python benchmarks/bench_video_tflite.py --agreement [--calib-count 20]
 
 Each preset (random weights in the official checkpoint layout, batch-norm statistics randomised) is exported
 twice by `yolactedge.export.export_model`, int8 with its default synthetic calibration (`--calib-count` images or
@@ -16,6 +17,12 @@ round-robin through the LiteRT backend on one synthetic frame, so load on the ma
 includes quantizing the memory for the warped file's int8 inputs (that step alone: "memory → int8 ms"), "per
 frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's default schedule. With --vela, Vela compiles the int8
 warped-frame file for the Ethos-U65 (i.MX 93) and the operators it leaves on the CPU are listed.
+
+With --agreement, detections instead of timing: the demo model and its weights in a video model (the flow net and
+SPA untrained, at their seeded init: real detections on synthetic frames) exported int8, the image file, the
+key-frame file and the warped-frame file each verified against PyTorch float on the same 9 consecutive frames of
+a held-out synthetic video (the warped file on frames 2-9 from frame 1's memory): `export.verify`'s errors and
+detection agreement, side by side.
 """
 from __future__ import annotations
 
@@ -145,6 +152,54 @@ def bench_preset(preset: str, size: int, runs: int, calib_count: int, vela: bool
     return rows
 
 
+def demo_video_model():
+    """The demo's weights in its config with video=True; the flow net and SPA at their init (seed 0)."""
+    import torch
+
+    from yolactedge import load_model
+    from yolactedge.model.yolact import YolactEdge
+
+    demo = load_model("demo")
+    torch.manual_seed(0)
+    model = YolactEdge(demo.config.replace(video=True))
+    missing, unexpected = model.load_state_dict(demo.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("flow_net", "spa")) for k in missing), missing
+    return demo.eval(), model.eval()
+
+
+def agreement(calib_count: int, folder: Path) -> None:
+    from yolactedge.export import export_model
+    from yolactedge.export.calibration import synthetic_video_frames
+    from yolactedge.export.verify import verify_tflite, verify_warped
+
+    image, video = demo_video_model()
+    size = image.config.input_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image_file = export_model(image, "tflite", precision="int8", calib_count=calib_count, verify=False,
+                                  output=folder / "demo_int8.tflite", progress=False).path
+        key_file = export_model(video, "tflite", precision="int8", calib_count=calib_count, verify=False,
+                                output=folder / "demo_video_int8.tflite", progress=False).path
+    frames = synthetic_video_frames(9, 1338, size, group=9, progress=False)
+    description = "9 frames of a held-out synthetic video"
+    reports = {
+        "image (every frame)": verify_tflite(image_file, image, frames, images_description=description,
+                                             json_path=False, print_table=False),
+        "key frame (every frame)": verify_tflite(key_file, video, frames, images_description=description,
+                                                 json_path=False, print_table=False),
+        "warped frame (2-9 from 1)": verify_warped(key_file, video, frames, images_description=description,
+                                                   print_table=False),
+    }
+    print(f"demo model at {size}, int8 vs PyTorch float, {calib_count} synthetic calibration images / frames\n")
+    print("| int8 file | boxes max abs | scores max abs | masks max abs | matched | mean box IoU | mean mask IoU |")
+    print("|---|---|---|---|---|---|---|")
+    for name, report in reports.items():
+        out, det = report["outputs"], report["detections"]
+        print(f"| {name} | {out['boxes']['max_abs']:.4f} | {out['scores']['max_abs']:.4f} "
+              f"| {out['masks']['max_abs']:.3f} | {det['matched']}/{det['reference']} | {det['mean_box_iou']:.3f} "
+              f"| {det['mean_mask_iou']:.3f} |", flush=True)
+
+
 def main() -> None:
     from ai_edge_litert import __version__ as litert_version
 
@@ -154,9 +209,14 @@ def main() -> None:
     parser.add_argument("--calib-count", type=int, default=20)
     parser.add_argument("--vela", action="store_true")
     parser.add_argument("--presets", nargs="*", default=list(PRESETS))
+    parser.add_argument("--agreement", action="store_true", help="detection agreement of the demo model instead")
     args = parser.parse_args()
+    if args.agreement:
+        with tempfile.TemporaryDirectory() as tmp:
+            agreement(args.calib_count, Path(tmp))
+        return
     print(f"ai-edge-litert {litert_version}, int8, XNNPACK, 1 thread, median of {args.runs} round-robin runs; "
-          f"calibration {args.calib_count} synthetic images / video frames, verification on held-out ones\n")
+          f"calibration {args.calib_count} synthetic images / video frames, errors on a held-out synthetic video\n")
     print(f"| preset | size | image ms | key ms | warped ms | warped / key | per frame at {INTERVAL} "
           "| per frame / image | memory → int8 ms | image int8 err | key int8 err | warped int8 err | export min |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

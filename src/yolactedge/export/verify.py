@@ -219,21 +219,24 @@ def verify_tflite(
     return report
 
 
-def verify_warped(key_tflite: str | os.PathLike, key_onnx: str | os.PathLike, frames: np.ndarray, *,
+def verify_warped(key_tflite: str | os.PathLike, reference: Any, frames: np.ndarray, *,
                   images_description: str, print_table: bool = True, precision: str | None = None) -> dict:
-    """A video model's warped-frame TFLite file against the float ONNX pair: frames[1:] warped from frames[0]'s
-    memory, each runtime from its own key frame (as `Detector(keyframe_interval > len(frames))` runs them) → a
-    report as `verify_tflite`'s (not written). Raises VerificationError when a check fails."""
+    """A video model's warped-frame TFLite file against the float model (the ONNX pair's key-frame file, or a
+    video YolactEdge): frames[1:] warped from frames[0]'s memory, each runtime from its own key frame (as
+    `Detector(keyframe_interval > len(frames))` runs them) → a report as `verify_tflite`'s (not written). Raises
+    VerificationError when a check fails."""
     from ..runtime.tensors import warped_graph_path
 
     key_tflite = Path(key_tflite)
     backend = open_model(key_tflite, "litert")
     ours = _warped_chain(backend, frames)
-    reference = _warped_chain(open_model(key_onnx, "onnxruntime"), frames)
+    float_backend = open_model(reference)
+    expected = _warped_chain(float_backend, frames)
     description = f"{images_description}: frames 2-{len(frames)} warped from frame 1"
-    reference_name = f"onnxruntime ({Path(warped_graph_path(key_onnx)).name}, its own key frame's memory)"
-    return _report(warped_graph_path(key_tflite), backend, ours, reference, reference_name, description, precision,
-                   print_table, warped=True)
+    name = warped_graph_path(reference).name if float_backend.name == "onnxruntime" else "PyTorch"
+    reference_name = f"{float_backend.name} ({name}, its own key frame's memory)"
+    return _report(warped_graph_path(key_tflite), backend, ours, expected, reference_name, description,
+                   precision, print_table, warped=True)
 
 
 def _warped_chain(backend, frames: np.ndarray) -> list[dict[str, np.ndarray]]:
