@@ -20,8 +20,8 @@ warped-frame file for the Ethos-U65 (i.MX 93) and the operators it leaves on the
 
 With --agreement, detections instead of timing: the demo model and its weights in a video model (the flow net and
 SPA untrained, at their seeded init: real detections on synthetic frames) exported int8, the image file, the
-key-frame file and the warped-frame file each verified against PyTorch float on the same 9 consecutive frames of
-a held-out synthetic video (the warped file on frames 2-9 from frame 1's memory): `export.verify`'s errors and
+key-frame file and the warped-frame file each compared with PyTorch float on the same 9 consecutive frames of a
+held-out synthetic video (the warped file on frames 2-9 from frame 1's memory): `export.verify`'s errors and
 detection agreement, side by side.
 """
 from __future__ import annotations
@@ -170,7 +170,7 @@ def demo_video_model():
 def agreement(calib_count: int, folder: Path) -> None:
     from yolactedge.export import export_model
     from yolactedge.export.calibration import synthetic_video_frames
-    from yolactedge.export.verify import verify_tflite, verify_warped
+    from yolactedge.export.verify import _warped_chain, detection_agreement, open_model, output_errors, run_model
 
     image, video = demo_video_model()
     size = image.config.input_size
@@ -181,15 +181,17 @@ def agreement(calib_count: int, folder: Path) -> None:
         key_file = export_model(video, "tflite", precision="int8", calib_count=calib_count, verify=False,
                                 output=folder / "demo_video_int8.tflite", progress=False).path
     frames = synthetic_video_frames(9, 1338, size, group=9, progress=False)
-    description = "9 frames of a held-out synthetic video"
-    reports = {
-        "image (every frame)": verify_tflite(image_file, image, frames, images_description=description,
-                                             json_path=False, print_table=False),
-        "key frame (every frame)": verify_tflite(key_file, video, frames, images_description=description,
-                                                 json_path=False, print_table=False),
-        "warped frame (2-9 from 1)": verify_warped(key_file, video, frames, images_description=description,
-                                                   print_table=False),
+    torch_image, torch_video = open_model(image, "torch", threads=1), open_model(video, "torch", threads=1)
+    runs = {
+        "image (every frame)": (run_model(open_model(image_file, "litert"), frames), run_model(torch_image, frames)),
+        "key frame (every frame)": (run_model(open_model(key_file, "litert"), frames),
+                                    run_model(torch_video, frames)),
+        "warped frame (2-9 from 1)": (_warped_chain(open_model(key_file, "litert"), frames),
+                                      _warped_chain(torch_video, frames)),
     }
+    reports = {name: {"outputs": output_errors(ours, reference),
+                      "detections": detection_agreement(ours, reference, (size, size))}
+               for name, (ours, reference) in runs.items()}
     print(f"demo model at {size}, int8 vs PyTorch float, {calib_count} synthetic calibration images / frames\n")
     print("| int8 file | boxes max abs | scores max abs | masks max abs | matched | mean box IoU | mean mask IoU |")
     print("|---|---|---|---|---|---|---|")
