@@ -208,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--imgsz", type=int, default=550)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--calib-count", type=int, default=20)
+    parser.add_argument("--calib-count", type=int, default=20)  # the least a video model takes
     parser.add_argument("--vela", action="store_true")
     parser.add_argument("--presets", nargs="*", default=list(PRESETS))
     parser.add_argument("--agreement", action="store_true", help="detection agreement of the demo model instead")

@@ -21,18 +21,18 @@ LOW_THRESHOLD = 0.05  # the tiny video model's 40 classes score ~0.1: keep enoug
 
 @pytest.fixture(scope="module")
 def frame_folder(tmp_path_factory):
-    """Twelve consecutive frames of a synthetic video as PNG files (sorted names = frame order)."""
+    """24 consecutive frames of a synthetic video as PNG files (sorted names = frame order)."""
     from yolactedge.data.synthetic_video import render_frames
 
     folder = tmp_path_factory.mktemp("frames")
-    for index, (image, *_) in enumerate(render_frames(21, 0, 128, 12)):
+    for index, (image, *_) in enumerate(render_frames(21, 0, 128, 24)):
         cv2.imwrite(str(folder / f"frame_{index:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return folder
 
 
 @pytest.fixture(scope="module")
 def int8_pair(tiny_video_model, frame_folder, tmp_path_factory):
-    return export_model(tiny_video_model, "tflite", precision="int8", calib=frame_folder, calib_count=8,
+    return export_model(tiny_video_model, "tflite", precision="int8", calib=frame_folder, calib_count=20,
                         output=tmp_path_factory.mktemp("int8") / "vid.tflite", progress=False)
 
 
@@ -79,7 +79,7 @@ def test_int8_pair_interface_order_and_metadata(int8_pair):
 @pytest.mark.slow
 def test_int8_pair_is_calibrated_on_the_folders_frames_and_verified_on_the_next(int8_pair, frame_folder):
     calibration = int8_pair.calibration
-    assert calibration["source"] == str(frame_folder) and calibration["used"] == 8
+    assert calibration["source"] == str(frame_folder) and calibration["used"] == 20
     report = json.loads(int8_pair.verify_json.read_text())
     assert report["passed"] and report["warped"]["passed"] and report["warped"]["frame"] == "warped"
     assert report["images"].startswith(f"4 consecutive held-out frames from {frame_folder}")
@@ -114,15 +114,23 @@ def test_a_failed_verification_writes_neither_file(tiny_video_model, tmp_path, m
     monkeypatch.setitem(verify.THRESHOLDS, "int8", verify.Thresholds(matched=0, box_iou=0, mask_iou=0,
                                                                      box_error=-1.0))
     with pytest.raises(verify.VerificationError, match="box error"):
-        export_model(tiny_video_model, "tflite", precision="int8", calib_count=6, verify_count=3,
+        export_model(tiny_video_model, "tflite", precision="int8", calib_count=20, verify_count=3,
                      output=tmp_path / "vid.tflite", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_int16x8_is_refused_for_a_video_model(tiny_video_model, tmp_path):
+def test_int16x8_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
     with pytest.raises(ExportError, match="a video model exports as fp32, fp16, int8"):
         export_model(tiny_video_model, "tflite", precision="int16x8", output=tmp_path / "v.tflite", progress=False)
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ExportError, match="at least 20 consecutive frames .*--calib-count is 10"):
+        export_model(tiny_video_model, "tflite", calib_count=10, output=tmp_path / "v.tflite", progress=False)
+    few = tmp_path / "few"
+    few.mkdir()
+    for path in sorted(frame_folder.iterdir())[:12]:
+        (few / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ExportError, match="only 12 usable calibration frame"):
+        export_model(tiny_video_model, "tflite", calib=few, output=tmp_path / "v.tflite", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["few"]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ passes them over untouched. int8: both files take an int8 image (scale 1, zero p
 the warped file's memory inputs are int8 too (the converter sets one type for every input), which the runtime
 quantizes once per key frame instead of a QUANTIZE per input in every warped frame. Calibration runs on
 consecutive frames (`calibration.calibration_frames`): the key-frame graph on every frame, the warped-frame
-graph on each frame after a key frame with the memory the float (ONNX) key frame left.
+graph on each frame but a group's first with the memory the float (ONNX) key frame left on an earlier frame.
 """
 from __future__ import annotations
 
@@ -293,20 +293,30 @@ def convert_pair(pair: KerasPair, key_onnx: Path, precision: str, frames: np.nda
 
 def calibration_samples(pair: KerasPair, key_onnx: Path, frames: np.ndarray, warped_inputs: list[GraphInput]):
     """The key-frame graph's calibration images (every frame) and the warped-frame graph's samples: each frame
-    that is not a group's first (VIDEO_GROUP), with the memory the float key frame left on the group's first."""
+    that is not a group's first (VIDEO_GROUP), with the memory the float key frame left on an earlier frame of its
+    group, the distance cycling over the groups (1 to 4 frames back), so that the memory's ranges come from most
+    frames, not from the groups' first ones alone."""
     from .onnx import ort_session
 
     session = ort_session(key_onnx)
     names = [o.name for o in session.get_outputs()]
-    warped, memory = [], {}
+    memory: dict[int, dict[str, np.ndarray]] = {}
+
+    def memory_of(index: int) -> dict[str, np.ndarray]:
+        if index not in memory:
+            outputs = dict(zip(names, session.run(names, {"input": _nchw(frames[index])})))
+            memory[index] = {i.name: _permuted_array(outputs[warped_input_source(i.name)],
+                                                     pair.file_layout(warped_input_source(i.name)))
+                             for i in warped_inputs[1:]}
+        return memory[index]
+
+    warped = []
     for index, frame in enumerate(frames):
-        if index % VIDEO_GROUP == 0:
-            outputs = dict(zip(names, session.run(names, {"input": _nchw(frame)})))
-            memory = {i.name: _permuted_array(outputs[warped_input_source(i.name)],
-                                              pair.file_layout(warped_input_source(i.name)))
-                      for i in warped_inputs[1:]}
+        group, position = divmod(index, VIDEO_GROUP)
+        if position == 0:
             continue
-        warped.append({"input": frame[None].astype(np.float32), **memory})
+        key = group * VIDEO_GROUP + group % position
+        warped.append({"input": frame[None].astype(np.float32), **memory_of(key)})
     if not warped:
         raise ExportError("a video model calibrates on at least 2 consecutive frames")
     return frames, warped
