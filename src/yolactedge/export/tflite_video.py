@@ -40,7 +40,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
     from .onnx import graph_form
     from .onnx2tf_step import release_tf
     from .onnx_video import export_video_onnx
-    from .pipeline import _checked_interface, _compile_for_npu, _float_ops, _write_reports
+    from .tflite_finish import checked_interface, compile_for_npu, float_ops_for, write_reports
     from .tflite_file import embed_metadata
 
     if precision not in VIDEO_PRECISIONS:
@@ -51,7 +51,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
         raise ExportError(f"cannot write {partner}: it exists and is not a file")
     model, form = source.module, TARGET_GRAPHS.get(target)
     stages.total += target == "imx93"  # Vela compiles both files
-    float_ops = _float_ops(target, precision)
+    float_ops = float_ops_for(target, precision)
     result_warnings: list[str] = []
     calib_info = None
     with tempfile.TemporaryDirectory(prefix="yolactedge-export-") as tmp:
@@ -76,8 +76,8 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
             "video_pair": uuid.uuid4().hex}
         key_data = embed_metadata(key_data, metadata | {VIDEO_GRAPH_KEY: "key"})
         warped_data = embed_metadata(warped_data, metadata | {VIDEO_GRAPH_KEY: "warped"})
-        info = _checked_interface(key_data, precision, target, result_warnings, extra_outputs=memory)
-        warped_info = _checked_interface(warped_data, precision, target, result_warnings, graph="warped")
+        info = checked_interface(key_data, precision, target, result_warnings, extra_outputs=memory)
+        warped_info = checked_interface(warped_data, precision, target, result_warnings, graph="warped")
         stem = path.stem.removesuffix("_vela")
         key_file, warped_file = workdir / f"{stem}.tflite", warped_graph_path(workdir / f"{stem}.tflite")
         key_file.write_bytes(key_data)
@@ -91,16 +91,16 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
                                       progress)
         vela, finals = None, (key_file, warped_file)
         if target == "imx93":
-            vela, key_final, compiled_info = _compile_for_npu(stages, key_file, workdir, metadata | {
+            vela, key_final, compiled_info = compile_for_npu(stages, key_file, workdir, metadata | {
                 VIDEO_GRAPH_KEY: "key"}, order=(*TFLITE_OUTPUT_ORDER, *memory))
-            warped_vela, warped_final, _ = _compile_for_npu(stages, warped_file, workdir / "warped", metadata | {
+            warped_vela, warped_final, _ = compile_for_npu(stages, warped_file, workdir / "warped", metadata | {
                 VIDEO_GRAPH_KEY: "warped"})
             vela["path"], vela["warped"] = str(path), warped_vela | {"path": str(partner)}
             finals = (key_final, warped_final)
             info = compiled_info | {"stray_ops": info["stray_ops"]}
         atomic_replace(finals[1], partner)
         atomic_replace(finals[0], path)
-    verify_json = _write_reports(path, source, precision, target, verification, vela)
+    verify_json = write_reports(path, source, precision, target, verification, vela)
     return ExportResult(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
