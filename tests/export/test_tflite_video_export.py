@@ -119,9 +119,11 @@ def test_a_failed_verification_writes_neither_file(tiny_video_model, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_int16x8_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
-    with pytest.raises(ExportError, match="a video model exports as fp32, fp16, int8"):
-        export_model(tiny_video_model, "tflite", precision="int16x8", output=tmp_path / "v.tflite", progress=False)
+def test_other_precisions_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
+    for precision in ("int16x8", "fp16"):
+        with pytest.raises(ExportError, match=f"a video model exports as fp32, int8; --precision {precision} is"):
+            export_model(tiny_video_model, "tflite", precision=precision, output=tmp_path / "v.tflite",
+                         progress=False)
     with pytest.raises(ExportError, match="at least 20 consecutive frames .*--calib-count is 10"):
         export_model(tiny_video_model, "tflite", calib_count=10, output=tmp_path / "v.tflite", progress=False)
     few = tmp_path / "few"
