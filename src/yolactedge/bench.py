@@ -2,8 +2,8 @@
 
 Measured the way `benchmark_model` does it: warm-up runs, then timed runs of the same input, median / p90 / min.
 Each (model, threads) pair runs in a fresh process so that its peak memory (RSS) is its own. A video model
-(a torch video model, or an ONNX key-frame graph with its `_warp` partner) gets two rows: its key frame and its
-warped frame (`frame` "key" / "warped"; None for an image model).
+(a torch video model, or an ONNX or TFLite key-frame file with its `_warp` partner) gets two rows: its key frame
+and its warped frame (`frame` "key" / "warped"; None for an image model).
 """
 from __future__ import annotations
 

@@ -204,3 +204,36 @@ def test_memory_sources_map_key_proto_to_proto_and_refuse_other_inputs():
         with pytest.raises(ModelError, match="not a warped-frame graph's memory") as exc:
             memory_sources(inputs, "input", "w.onnx")
         assert "\n" not in str(exc.value)
+
+
+# --- LiteRT: the exported TFLite pair (the conversions are in tests/export/test_tflite_video_export.py) --------------
+
+def tagged_copy(source, target, **metadata):
+    """A copy of a TFLite file with `metadata` merged into its embedded yolactedge metadata."""
+    from yolactedge.export.tflite_file import embed_metadata
+    from yolactedge.modelmeta import read_tflite_metadata
+
+    target.write_bytes(embed_metadata(source.read_bytes(), (read_tflite_metadata(source) or {}) | metadata))
+    return target
+
+
+@pytest.mark.filterwarnings("ignore:.*carries no class names")
+def test_a_tflite_key_file_without_its_partner_or_with_another_ones_is_refused(tiny_tflite, tmp_path):
+    key = tagged_copy(tiny_tflite["fp32"], tmp_path / "vid.tflite", video_graph="key", video_pair="one")
+    Detector(key)  # image mode needs no partner
+    with pytest.raises(ModelError, match="vid_warp.tflite is missing beside it") as exc:
+        Detector(key, keyframe_interval=5)
+    assert "\n" not in str(exc.value)
+    partner = tagged_copy(tiny_tflite["fp32"], tmp_path / "vid_warp.tflite", video_graph="warped", video_pair="two")
+    with pytest.raises(ModelError, match="warped-frame graph of another export .*video_pair"):
+        Detector(key, keyframe_interval=5)
+    tagged_copy(tiny_tflite["fp32"], partner, video_graph="warped", video_pair="one", input_size=96)
+    with pytest.raises(ModelError, match="another export .*input_size 96"):
+        Detector(key, keyframe_interval=5)
+    tagged_copy(tiny_tflite["fp32"], partner, video_graph="image", video_pair="one")
+    with pytest.raises(ModelError, match="not a video model's warped-frame graph"):
+        Detector(key, keyframe_interval=5)
+    with pytest.raises(ModelError, match=r"graph of a video model; open its key-frame graph \(vid.tflite\)"):
+        Detector(tagged_copy(tiny_tflite["fp32"], tmp_path / "vid_warp.tflite", video_graph="warped"))
+    with pytest.raises(ModelError, match="an image model; keyframe_interval > 1 needs a video model's TFLite pair"):
+        Detector(tiny_tflite["int8"], keyframe_interval=2)

@@ -60,11 +60,12 @@ def _add_export(sub) -> None:
     export.add_argument("model", help="checkpoint (.pth), 'demo', or (for --format tflite) a YOLACT-Edge .onnx; "
                         "with --verify-only, an existing .tflite")
     export.add_argument("--format", choices=("onnx", "tflite"), default="tflite",
-                        help="tflite (default) or onnx; a video model's ONNX is two files: OUT.onnx (key frame) and "
-                             "OUT_warp.onnx (warped frame), which the runtime finds beside it")
+                        help="tflite (default) or onnx; a video model is two files: OUT.tflite/.onnx (key frame) and "
+                             "OUT_warp.tflite/.onnx (warped frame), which the runtime finds beside it")
     export.add_argument("--precision", choices=("fp32", "fp16", "int8", "int16x8"), default=None,
                         help="TFLite precision (default int8)")
-    export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively)")
+    export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively); for a "
+                        "video model, consecutive frames of a video in sorted name order")
     export.add_argument("--calib-count", type=int, default=100)
     export.add_argument("--calib-seed", type=int, default=1337)
     export.add_argument("--imgsz", type=int, help="input size (default: the model's own)")

@@ -72,6 +72,8 @@ class ExportResult:
     calibration: dict | None = None
     onnx_check: dict | None = None
     warped_path: Path | None = None  # a video model's warped-frame graph (`path` is then its key-frame graph)
+    warped_op_histogram: dict[str, int] = field(default_factory=dict)
+    warped_float_ops: list[str] = field(default_factory=list)  # its sampling grid's arithmetic, kept float by design
     verification: dict | None = None
     verify_json: Path | None = None
     vela: dict | None = None
@@ -96,6 +98,11 @@ class ExportResult:
             lines.append(f"  ops    {ops}")
         if self.stray_ops:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
+        if self.warped_op_histogram:
+            ops = ", ".join(f"{k} {v}" for k, v in self.warped_op_histogram.items())
+            lines.append(f"  warped ops {ops}")
+        if self.warped_float_ops:
+            lines.append(f"  warped float ops (the sampling grid's arithmetic): {'; '.join(self.warped_float_ops)}")
         if self.stage_times:
             lines.append("  time   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_times.items()))
         if self.vela:
@@ -104,6 +111,10 @@ class ExportResult:
             det = self.verification["detections"]
             lines.append(f"  verify passed: {det['matched']}/{det['reference']} reference detections matched"
                          + (f", report {self.verify_json}" if self.verify_json else ""))
+            if "warped" in self.verification:
+                det = self.verification["warped"]["detections"]
+                lines.append(f"  verify passed for the warped frames: {det['matched']}/{det['reference']} reference "
+                             "detections matched")
         return "\n".join([*lines, *self.next_steps()])
 
     def _vela_lines(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,32 +29,52 @@ class _Hidden:
         self.model = model
 
 
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of the TFLite file: its signature name, its shape in the file, and the permutation taking it to
+    the layout onnx2tf's Keras model takes (None: the same). A video model's memory tensors enter the warped-frame
+    file in the layout the key-frame file outputs them in, so the runtime hands them over untouched."""
+
+    name: str
+    shape: tuple[int, ...]
+    to_keras: tuple[int, ...] | None = None
+
+
 def keras_to_tflite(
-    keras_model, precision: str, calib_images: np.ndarray | None = None, *, progress: bool = True,
+    keras_model, precision: str, calib_images=None, *, progress: bool = True,
     calibrator: str = "fast", info: dict | None = None, float_ops: tuple[str, ...] = (),
+    inputs: list[GraphInput] | None = None, output_perms: dict[str, tuple[int, ...]] | None = None,
+    output_order: tuple[str, ...] = TFLITE_OUTPUT_ORDER,
 ) -> bytes:
     """Convert onnx2tf's Keras model → TFLite bytes with signature outputs named as the ONNX outputs, in
-    TFLITE_OUTPUT_ORDER by index.
+    `output_order` by index.
 
-    int8: full integer, int8 input (scale 1, zero point -128 when the calibration covers 0..255), float32 outputs.
-    int16x8: int16 activations with int8 weights, float32 input and outputs. fp16: float16 weights.
-    calib_images: uint8 (or float) NHWC 0..255, needed for int8 and int16x8.
+    int8: full integer, int8 inputs (the image's scale 1, zero point -128 when the calibration covers 0..255),
+    float32 outputs. int16x8: int16 activations with int8 weights, float32 input and outputs. fp16: float16 weights.
+    calib_images: uint8 (or float) NHWC 0..255, needed for int8 and int16x8; for a model with several `inputs`,
+        a list of samples {input name: float32 array in the file's layout}.
     calibrator: "fast" (statistics from a multi-threaded XNNPACK run, see `fast_calibration`) or
         "tensorflow" (TensorFlow's own single-threaded calibrator).
     info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions, and for
         int8 {"exact_constants": how many ADD/SUB constants `store_exact_constants` put on their exact grid}.
     float_ops: int8 only: TFLite operator types left in float (with a DEQUANTIZE before them), e.g. SOFTMAX.
+    inputs: the file's inputs in the Keras model's input order (default: its one image input, "input").
+    output_perms: outputs transposed inside the graph before they leave it, by name.
     """
     tf = import_tensorflow()
     names = list(keras_model.output_names)
     hidden = _Hidden(keras_model)
-    spec = tf.TensorSpec(keras_model.inputs[0].shape, tf.float32, name=INPUT_NAME)
+    inputs = inputs or [GraphInput(INPUT_NAME, tuple(keras_model.inputs[0].shape))]
+    output_perms = output_perms or {}
+    specs = [tf.TensorSpec(i.shape, tf.float32, name=i.name) for i in inputs]
 
-    @tf.function(input_signature=[spec])
-    def serve(input):  # the argument name becomes the signature's input name
-        outputs = hidden.model(input, training=False)
+    @tf.function(input_signature=specs)
+    def serve(*tensors):  # the specs' names become the signature's input names
+        tensors = [t if i.to_keras is None else tf.transpose(t, i.to_keras) for i, t in zip(inputs, tensors)]
+        outputs = hidden.model(tensors if len(tensors) > 1 else tensors[0], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return {name: tensor for name, tensor in zip(names, outputs)}
+        return {name: tensor if name not in output_perms else tf.transpose(tensor, output_perms[name])
+                for name, tensor in zip(names, outputs)}
 
     module = tf.Module()
     module.serve = serve
@@ -63,6 +84,8 @@ def keras_to_tflite(
     data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
     del converter, concrete, module, serve
     if not signature_outputs(data):  # the wrapper could not be saved: the slower Keras path keeps the names
+        if len(inputs) > 1 or output_perms or inputs[0].to_keras:
+            raise ExportError("TFLite conversion lost the serving signature; cannot name the inputs and outputs")
         converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
         data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
         del converter
@@ -76,7 +99,7 @@ def keras_to_tflite(
             info["calibration_s"] = round(state["seconds"], 3)
     if info is not None and "exact_constants" in state:
         info["exact_constants"] = state["exact_constants"]
-    return reorder_outputs(data, TFLITE_OUTPUT_ORDER)
+    return reorder_outputs(data, output_order)
 
 
 def _run_converter(converter, tf, precision: str, calib_images, progress: bool, calibrator: str, state: dict,
@@ -89,7 +112,7 @@ def _run_converter(converter, tf, precision: str, calib_images, progress: bool, 
         if float_ops:  # the denylisted operators stay float builtins
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         if precision in ("int8", "int16x8") and calibrator == "fast":
-            patch = fast_calibration(converter.representative_dataset.images, state, progress=progress, file=stderr)
+            patch = fast_calibration(converter.representative_dataset.samples, state, progress=progress, file=stderr)
         else:
             patch = per_op_constants() if precision == "int16x8" else contextlib.nullcontext()
         capture = float_model_capture(state) if precision == "int8" else contextlib.nullcontext()
@@ -135,8 +158,8 @@ def _configure(converter, tf, precision: str, calib_images, progress: bool, stde
         return
     if calib_images is None or len(calib_images) == 0:
         raise ExportError(f"{precision} quantisation needs calibration images")
-    images = cover_input_range(calib_images)
-    converter.representative_dataset = CalibrationSet(images, progress=progress, file=stderr)
+    samples = cover_input_range(calib_images)
+    converter.representative_dataset = CalibrationSet(samples, progress=progress, file=stderr)
     if precision == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
@@ -148,24 +171,30 @@ def _configure(converter, tf, precision: str, calib_images, progress: bool, stde
 
 
 class CalibrationSet:
-    """The converter's representative dataset (callable → batches), which also hands fast calibration the array."""
+    """The converter's representative dataset (callable → batches), which also hands fast calibration the samples:
+    an image array (one input), or a list of {input name: array} (several)."""
 
-    def __init__(self, images: np.ndarray, *, progress: bool = True, file=None) -> None:
-        self.images, self.progress, self.file = images, progress, file
+    def __init__(self, samples, *, progress: bool = True, file=None) -> None:
+        self.samples, self.progress, self.file = samples, progress, file
 
     def __call__(self):
-        return representative_batches(self.images, progress=self.progress, file=self.file)
+        return representative_batches(self.samples, progress=self.progress, file=self.file)
 
 
-def cover_input_range(images: np.ndarray) -> np.ndarray:
-    """Make the calibration set span the whole pixel range 0..255, so the int8 input gets exactly scale 1 and
-    zero point -128 (int8 = pixel - 128, lossless). Two corner pixels of the first image are set to 0 and 255
-    when no image reaches those values already; real photos nearly always do."""
-    if images.min() <= 0 and images.max() >= 255:
-        return images
-    images = images.copy()
-    images[0, 0, 0] = 0
-    images[0, 0, 1] = 255
-    return images
-
-
+def cover_input_range(samples):
+    """Make the calibration set span the whole pixel range 0..255, so the int8 image input gets exactly scale 1
+    and zero point -128 (int8 = pixel - 128, lossless). Two corner pixels of the first image are set to 0 and 255
+    when no image reaches those values already; real photos nearly always do. Samples of several inputs (a list
+    of {name: array}) have their image under INPUT_NAME."""
+    if not isinstance(samples, np.ndarray):
+        images = np.stack([s[INPUT_NAME][0] for s in samples])
+        covered = cover_input_range(images)
+        if covered is images:
+            return samples
+        return [{**samples[0], INPUT_NAME: covered[:1]}, *samples[1:]]
+    if samples.min() <= 0 and samples.max() >= 255:
+        return samples
+    samples = samples.copy()
+    samples[0, 0, 0] = 0
+    samples[0, 0, 1] = 255
+    return samples

@@ -20,9 +20,10 @@ from .tflite_file import open_interpreter, model_bytes, model_object, signature_
 
 
 @contextlib.contextmanager
-def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, file=None, threads: int = 2):
+def fast_calibration(samples, state: dict, *, progress: bool = True, file=None, threads: int = 2):
     """Replace TensorFlow's calibration (single-threaded reference kernels: ~4 s per 550x550 image here, and
-    done twice for int16x8) by one LiteRT run with XNNPACK on `threads` threads that makes every tensor the
+    done twice for int16x8) by one LiteRT run with XNNPACK on `threads` threads over `samples` (an image array,
+    or {input name: array} per sample for a model of several inputs) that makes every tensor the
     calibrator would log a model output and keeps the global min/max of each, as TensorFlow's calibrator does.
 
     The statistics go into the model exactly where TensorFlow's calibrator puts them (each tensor's
@@ -42,7 +43,7 @@ def fast_calibration(images: np.ndarray, state: dict, *, progress: bool = True, 
     quantize_signature = inspect.signature(original_quantize)
 
     def calibrated_model(self, propagate: bool) -> bytes:
-        return _calibrated_once(self, images, state, propagate, progress=progress, file=file, threads=threads)
+        return _calibrated_once(self, samples, state, propagate, progress=progress, file=file, threads=threads)
 
     def calibrate(self, dataset_gen):
         try:
@@ -104,14 +105,14 @@ def _quantize_per_op(original_quantize, calibrator_object, dataset_gen, *args, *
     return original_quantize(unshared, dataset_gen, *args, **kwargs)
 
 
-def _calibrated_once(calibrator_object, images: np.ndarray, state: dict, propagate: bool, **options) -> bytes:
-    """The calibrator's model with min/max statistics (the box decode's from `box_ranges`); the images run once
+def _calibrated_once(calibrator_object, samples, state: dict, propagate: bool, **options) -> bytes:
+    """The calibrator's model with min/max statistics (the box decode's from `box_ranges`); the samples run once
     per calibrator (int16x8 asks twice: TensorFlow's calibrate, then calibrate_and_quantize)."""
     content = calibrator_object._model_content
     stats = getattr(calibrator_object, "_yolactedge_minmax", None)
     if stats is None:
         start = time.perf_counter()
-        stats = calibrator_object._yolactedge_minmax = collect_minmax(content, images, **options)
+        stats = calibrator_object._yolactedge_minmax = collect_minmax(content, samples, **options)
         state["fast"] = True
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - start
     model = model_object(content)
@@ -175,26 +176,33 @@ def loggable_tensors(model) -> list[int]:
     return out
 
 
-def collect_minmax(model, images: np.ndarray, *, progress: bool = True, file=None, threads: int = 2) -> dict[int, tuple[float, float]]:
-    """{tensor index: (min, max)} over `images` (NHWC 0..255) for every loggable tensor of a float model
-    (bytes or an unpacked ModelT, which is left as it was)."""
+def collect_minmax(model, samples, *, progress: bool = True, file=None,
+                   threads: int = 2) -> dict[int, tuple[float, float]]:
+    """{tensor index: (min, max)} over `samples` for every loggable tensor of a float model (bytes or an unpacked
+    ModelT, which is left as it was). samples: images NHWC 0..255 for a one-input model, else one
+    {signature input name: array} per sample."""
     model = model_object(model) if isinstance(model, (bytes, bytearray)) else model
     indices = loggable_tensors(model)
     subgraph = model.subgraphs[0]
     outputs, signatures = subgraph.outputs, model.signatureDefs
+    by_name = {_text(i.name): int(i.tensorIndex) for i in (signatures[0].inputs if signatures else [])}
     subgraph.outputs, model.signatureDefs = indices, []
     try:
         interpreter = open_interpreter(model_bytes(model), threads=threads)
     finally:
         subgraph.outputs, model.signatureDefs = outputs, signatures
     interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
+    details = interpreter.get_input_details()
     lows = np.full(len(indices), np.inf, np.float32)
     highs = np.full(len(indices), -np.inf, np.float32)
-    bar = progress_bar(total=len(images), desc="calibrating", enabled=progress, file=file)
+    bar = progress_bar(total=len(samples), desc="calibrating", enabled=progress, file=file)
     try:
-        for image in images:
-            interpreter.set_tensor(inp["index"], image[None].astype(np.float32))
+        for sample in samples:
+            if isinstance(sample, dict):
+                for name, array in sample.items():
+                    interpreter.set_tensor(by_name[name], np.asarray(array, np.float32))
+            else:
+                interpreter.set_tensor(details[0]["index"], sample[None].astype(np.float32))
             interpreter.invoke()
             for k, index in enumerate(indices):
                 values = interpreter.tensor(index)()
@@ -207,6 +215,10 @@ def collect_minmax(model, images: np.ndarray, *, progress: bool = True, file=Non
     del interpreter
     gc.collect()
     return {index: (float(lo), float(hi)) for index, lo, hi in zip(indices, lows, highs)}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def write_minmax(model, stats: dict[int, tuple[float, float]]) -> bytes:

@@ -56,7 +56,7 @@ def resolve_model(model: Any, imgsz: int | None = None) -> ModelSource:
         info = inspect_onnx(model)
         if info["video_graph"]:
             raise ExportError(f"{model} is the {info['video_graph']}-frame graph of a video model; TFLite export "
-                              "starts from its checkpoint (whose image path it converts)")
+                              "starts from its checkpoint (which writes both TFLite files)")
         if imgsz is not None and imgsz != info["input_size"]:
             raise ExportError(
                 f"{model}: the ONNX input is {info['input_size']}x{info['input_size']}; --imgsz {imgsz} needs the checkpoint"

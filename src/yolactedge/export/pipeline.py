@@ -1,7 +1,8 @@
 """The export pipelines: `export_model` (what the CLI calls) and `export_tflite`, composing the stages.
 
 checkpoint → ONNX (`onnx`) → Keras (`onnx2tf_step`) → TFLite bytes (`converter`, `fastcalib`) → checked
-(`tflite_file`) → verified (`verify`) → optionally compiled by Vela (`vela`) → moved into place atomically.
+(`tflite_file`, `tflite_finish`) → verified (`verify`) → optionally compiled by Vela (`vela`) → moved into place
+atomically. A video model's pair goes through `tflite_video`, which shares those stages.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import Any
 from ..modelmeta import model_metadata
 from .calibration import calibration_dataset, held_out_images
 from .common import (
-    FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages,
-    atomic_replace, write_json,
+    FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, ExportError, ExportResult, Stages, atomic_replace,
 )
+from .tflite_finish import checked_interface, compile_for_npu, float_ops_for, warn, write_reports
 
 VERIFY_SEED_OFFSET = 1  # held-out images use calib_seed + 1
 
@@ -144,7 +145,13 @@ def export_model(
             raise ExportError(f"--carry-protos needs a video model; {source.config.name} is an image model")
         return _export_onnx_file(stages, source, path, progress, carry_protos)
     if calib is not None and precision not in ("int8", "int16x8"):
-        _warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
+        warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
+    if source.module is not None and source.module.config.video:
+        from .tflite_video import export_video_tflite
+
+        return export_video_tflite(source, path, precision=precision, calib=calib, calib_count=calib_count,
+                                   calib_seed=calib_seed, target=target, verify=verify, verify_count=verify_count,
+                                   progress=progress, stages=stages)
     return export_tflite(
         source, path, precision=precision, calib=calib, calib_count=calib_count, calib_seed=calib_seed,
         target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages,
@@ -179,12 +186,6 @@ def _stage_count(format: str, precision: str, target: str | None, verify: bool, 
     return count
 
 
-def _warn(message: str, result_warnings: list[str] | None = None, stacklevel: int = 3) -> None:
-    warnings.warn(message, stacklevel=stacklevel)
-    if result_warnings is not None:
-        result_warnings.append(message)
-
-
 def export_tflite(
     source,
     path: Path,
@@ -214,11 +215,11 @@ def export_tflite(
                                                            source.input_size, progress, result_warnings)
         onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress, target, result_warnings)
         data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress,
-                                      _float_ops(target, precision))
+                                      float_ops_for(target, precision))
         release_tf()
         metadata = model_metadata(source.config, precision=precision, target=target)
         data = embed_metadata(data, metadata)
-        info = _checked_interface(data, precision, target, result_warnings)
+        info = checked_interface(data, precision, target, result_warnings)
         model_file = workdir / (path.stem.removesuffix("_vela") + ".tflite")
         model_file.write_bytes(data)
         verification = None
@@ -231,11 +232,11 @@ def export_tflite(
                                       progress)
         vela, final = None, model_file
         if target == "imx93":
-            vela, final, compiled_info = _compile_for_npu(stages, model_file, workdir, metadata)
+            vela, final, compiled_info = compile_for_npu(stages, model_file, workdir, metadata)
             vela["path"] = str(path)
             info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
         atomic_replace(final, path)
-    verify_json = _write_reports(path, source, precision, target, verification, vela)
+    verify_json = write_reports(path, source, precision, target, verification, vela)
     result = ExportResult(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
@@ -254,7 +255,7 @@ def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int,
         images, info = stages.run("calibration images", calibration_dataset, calib, count, seed, size,
                                   progress=progress)
     for w in caught:
-        _warn(str(w.message), result_warnings, stacklevel=4)
+        warn(str(w.message), result_warnings, stacklevel=4)
     return images, info
 
 
@@ -267,7 +268,7 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
     form = TARGET_GRAPHS.get(target)
     if source.onnx_path is not None:
         if form is not None and form.separable_upsampling:
-            _warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
+            warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
                   "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
         return source.onnx_path, source.simplified, None
     onnx_path = workdir / "model.onnx"
@@ -292,86 +293,12 @@ def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, p
     return data, convert_info
 
 
-def _checked_interface(data: bytes, precision: str, target: str | None, result_warnings: list[str]) -> dict:
-    """The file's interface and ops, refusing a wrong output order or input type and warning on stray ops (those
-    the target's graph has by design are not stray: its float ops, the Ethos-U upsampling's transposes)."""
-    from .tflite_file import inspect_tflite
-
-    separable = target is not None and TARGET_GRAPHS[target].separable_upsampling
-    info = inspect_tflite(data, precision, float_ops=_float_ops(target, precision),
-                          transposes=-1 if separable else None)
-    if info["output_order"] != list(TFLITE_OUTPUT_ORDER):
-        raise ExportError(f"TFLite output order is {info['output_order']}, expected {list(TFLITE_OUTPUT_ORDER)}")
-    _check_input(info["inputs"][0], precision, result_warnings)
-    for item in info["stray_ops"]:
-        _warn(f"stray op in the {precision} graph: {item}", result_warnings, stacklevel=4)
-    return info
-
-
 def _verify(model_file: Path, onnx_path: Path, images, description: str, precision: str, progress: bool) -> dict:
     """The file, still under its temporary name, against the float ONNX; a failure leaves the output untouched."""
     from .verify import verify_tflite
 
     return verify_tflite(model_file, onnx_path, images, images_description=description, json_path=False,
                          print_table=progress, precision=precision)
-
-
-def _compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: dict) -> tuple[dict, Path, dict]:
-    """Vela's output for the Ethos-U65, with the output order and our metadata kept → (Vela's report, the file,
-    its interface and ops as `inspect_tflite` lists them: the ethos-u custom op plus what stays on the CPU)."""
-    from .tflite_file import embed_metadata, inspect_tflite, reorder_outputs, signature_outputs
-    from .vela import npu_placement, run_vela
-
-    vela = stages.run("Vela (Ethos-U65)", run_vela, model_file, workdir / "vela")
-    final = Path(vela["path"])
-    compiled = final.read_bytes()
-    if signature_outputs(compiled):  # Vela keeps the signature; make sure it kept the order too
-        compiled = reorder_outputs(compiled, TFLITE_OUTPUT_ORDER)
-    compiled = embed_metadata(compiled, metadata)
-    final.write_bytes(compiled)
-    compiled_info = inspect_tflite(compiled)
-    vela["op_histogram"] = compiled_info["op_histogram"]
-    vela["output_order"] = compiled_info["output_order"]
-    vela["placement"] = npu_placement(compiled)
-    return vela, final, compiled_info
-
-
-def _write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None,
-                   vela: dict | None) -> Path | None:
-    """The `<stem>.json` sidecar (with Vela's placement for imx93) and, after a verification,
-    `<stem>.verify.json` → the latter's path."""
-    from ..config import config_to_dict
-
-    # The runtime reads class names (and the source config) from this sidecar.
-    sidecar = {"class_names": list(source.config.class_names), "config": config_to_dict(source.config),
-               "source": source.origin, "precision": precision, "target": target}
-    if vela is not None:
-        sidecar["vela"] = {k: vela[k] for k in ("accelerator", "version", "command", "summary", "placement")}
-    write_json(path.with_suffix(".json"), sidecar)
-    if verification is None:
-        return None
-    verification["model"] = path.name
-    if target == "imx93":
-        verification["note"] = "verified the int8 model before Vela (Ethos-U operators do not run on a CPU)"
-    verify_json = path.with_suffix(".verify.json")
-    write_json(verify_json, verification)
-    return verify_json
-
-
-def _check_input(detail: dict, precision: str, result_warnings: list[str]) -> None:
-    expected = {"int8": "int8"}.get(precision, "float32")
-    if detail["dtype"] != expected:
-        raise ExportError(f"TFLite {precision} input is {detail['dtype']}, expected {expected}")
-    if precision == "int8":
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        if abs(scale - 1.0) > 1e-5 or zero_point != -128:
-            _warn(f"int8 input quantisation is scale {scale:g}, zero point {zero_point} (expected 1, -128)",
-                  result_warnings, stacklevel=5)
-
-
-def _float_ops(target: str | None, precision: str) -> tuple[str, ...]:
-    """The operator types the target's int8 graph keeps in float (none for other precisions)."""
-    return TARGET_GRAPHS[target].float_ops if target is not None and precision == "int8" else ()
 
 
 def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:

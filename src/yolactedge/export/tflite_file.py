@@ -57,6 +57,15 @@ def signature_outputs(data: bytes, key: str = SIGNATURE_KEY) -> dict[str, int]:
     return {output.Name().decode(): int(output.TensorIndex()) for output in outputs}
 
 
+def signature_inputs(data: bytes, key: str = SIGNATURE_KEY) -> dict[str, int]:
+    """{signature input name: tensor index} of the serving signature ({} when the file has none)."""
+    signature = _signature_def(_schema().Model.GetRootAs(data, 0), key)
+    if signature is None:
+        return {}
+    inputs = [signature.Inputs(i) for i in range(signature.InputsLength())]
+    return {item.Name().decode(): int(item.TensorIndex()) for item in inputs}
+
+
 def subgraph_outputs(data: bytes, subgraph: int = 0) -> list[int]:
     """The tensor indices a subgraph outputs, in index order."""
     return [int(i) for i in _schema().Model.GetRootAs(data, 0).Subgraphs(subgraph).OutputsAsNumpy()]
@@ -122,23 +131,28 @@ def open_interpreter(model, threads: int = 2, *, delegates: bool = True):
 
 
 def inspect_tflite(model, precision: str | None = None, *, float_ops: tuple[str, ...] = (),
-                   transposes: int | None = None) -> dict:
+                   transposes: int | None = None, gathers: bool = False) -> dict:
     """Interface, output index order, op histogram and stray ops of a TFLite file (path or bytes).
 
     float_ops: operator types meant to run in float inside an int8 graph (with their DEQUANTIZE and QUANTIZE).
     transposes: how many TRANSPOSE the graph should have at most (default EXPECTED_TRANSPOSES; -1: any).
+    gathers: GATHER ops belong to the graph (a video model's warped frame: onnx2tf's form of GridSample).
     """
     data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     interpreter = open_interpreter(data, threads=1, delegates=False)
     names = {index: name for name, index in signature_outputs(data).items()}
-    inputs = [_tensor_info(d, INPUT_NAME if len(interpreter.get_input_details()) == 1 else d["name"])
-              for d in interpreter.get_input_details()]
+    input_names = {index: name for name, index in signature_inputs(data).items()}
+    details = interpreter.get_input_details()
+    inputs = [_tensor_info(d, INPUT_NAME if len(details) == 1 else input_names.get(d["index"], d["name"]))
+              for d in details]
+    inputs.sort(key=lambda i: i["name"] != INPUT_NAME)  # the image first
     outputs = [_tensor_info(d, names.get(d["index"], d["name"])) for d in interpreter.get_output_details()]
     ops = interpreter._get_ops_details()  # the only way to list a model's ops
     histogram = dict(sorted(Counter(op["op_name"] for op in ops).items(), key=lambda kv: (-kv[1], kv[0])))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision,
-                      float_ops=float_ops, transposes=EXPECTED_TRANSPOSES if transposes is None else transposes)
+                      float_ops=float_ops, transposes=EXPECTED_TRANSPOSES if transposes is None else transposes,
+                      gathers=gathers)
     return {"inputs": inputs, "outputs": outputs, "output_order": [o["name"] for o in outputs],
             "op_histogram": histogram, "stray_ops": stray, "size_bytes": len(data)}
 
@@ -156,7 +170,8 @@ EXPECTED_TRANSPOSES = 1  # scores: [1, A, C] → [1, C, A], part of the model's 
 
 
 def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], precision: str | None, *,
-              float_ops: tuple[str, ...] = (), transposes: int = EXPECTED_TRANSPOSES) -> list[str]:
+              float_ops: tuple[str, ...] = (), transposes: int = EXPECTED_TRANSPOSES,
+              gathers: bool = False) -> list[str]:
     """Ops an integer graph should not have: non-builtins, gathers, extra transposes, float islands.
 
     A DEQUANTIZE is expected only where it produces a model output or feeds `float_ops`; a QUANTIZE only from the
@@ -168,7 +183,7 @@ def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], pre
         name = op["op_name"]
         if name.startswith("Flex") or name == "CUSTOM":
             found.append(f"{name} (not a TFLite builtin)")
-        elif name in ("GATHER", "GATHER_ND"):
+        elif name in ("GATHER", "GATHER_ND") and not gathers:
             found.append(name)
     count = sum(op["op_name"] == "TRANSPOSE" for op in ops)
     if 0 <= transposes < count:

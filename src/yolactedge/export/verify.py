@@ -213,8 +213,6 @@ def verify_tflite(
     precision: whose THRESHOLDS apply; None reads it from the file (see `file_precision`).
     Raises VerificationError (after printing the table) when a check fails; no JSON is written then.
     """
-    from .tflite_file import output_order
-
     tflite_path = Path(tflite_path)
     if not tflite_path.is_file():
         raise ExportError(f"{tflite_path}: no such TFLite file")
@@ -229,13 +227,56 @@ def verify_tflite(
                 f"{tflite_path.name}: output {name} is {list(ours[0][name].shape)}, the float model's "
                 f"{list(reference[0][name].shape)} (another network?)"
             )
+    report = _report(tflite_path, backend, ours, reference, reference_name, images_description, precision,
+                     print_table)
+    if json_path is not False:
+        path = Path(json_path) if json_path else tflite_path.with_suffix(".verify.json")
+        atomic_write_json(path, report, indent=1)
+        report["json"] = str(path)
+    return report
+
+
+def verify_warped(key_tflite: str | os.PathLike, reference: Any, frames: np.ndarray, *,
+                  images_description: str, print_table: bool = True, precision: str | None = None) -> dict:
+    """A video model's warped-frame TFLite file against the float model (the ONNX pair's key-frame file, or a
+    video YolactEdge): frames[1:] warped from frames[0]'s memory, each runtime from its own key frame (as
+    `Detector(keyframe_interval > len(frames))` runs them) → a report as `verify_tflite`'s (not written). Raises
+    VerificationError when a check fails."""
+    from ..runtime.tensors import warped_graph_path
+
+    key_tflite = Path(key_tflite)
+    backend = open_model(key_tflite, "litert")
+    ours = _warped_chain(backend, frames)
+    float_backend = open_model(reference)
+    expected = _warped_chain(float_backend, frames)
+    description = f"{images_description}: frames 2-{len(frames)} warped from frame 1"
+    name = warped_graph_path(reference).name if float_backend.name == "onnxruntime" else "PyTorch"
+    reference_name = f"{float_backend.name} ({name}, its own key frame's memory)"
+    return _report(warped_graph_path(key_tflite), backend, ours, expected, reference_name, description,
+                   precision, print_table, warped=True)
+
+
+def _warped_chain(backend, frames: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """A backend's warped frames: frames[1:] from the memory frames[0] leaves."""
+    backend.open_video()
+    _, memory = backend.invoke_key(backend.prepare(np.ascontiguousarray(frames[0], dtype=np.uint8)))
+    return [backend.invoke_warped(backend.prepare(np.ascontiguousarray(f, dtype=np.uint8)), memory)._asdict()
+            for f in frames[1:]]
+
+
+def _report(tflite_path: Path, backend, ours: list[dict], reference: list[dict], reference_name: str,
+            images_description: str, precision: str | None, print_table: bool, *, warped: bool = False) -> dict:
+    """Errors, detection agreement and the precision's checks → the report (printed); a failure raises."""
+    from .tflite_file import output_order
+
     spec = backend.input_spec
+    height, width = backend.input_size
     report = {
         "model": tflite_path.name,
         "reference": reference_name,
         "images": images_description,
-        "num_images": int(len(images)),
-        "runtime": f"{backend.name} ({Path(backend.path).name})",
+        "num_images": int(len(ours)),
+        "runtime": f"{backend.name} ({Path(tflite_path).name})",
         "precision": precision or file_precision(tflite_path, spec.dtype.name),
         "output_order": output_order(tflite_path.read_bytes()),
         "input_dtype": spec.dtype.name,
@@ -243,16 +284,14 @@ def verify_tflite(
         "outputs": output_errors(ours, reference),
         "detections": detection_agreement(ours, reference, (height, width)),
     }
+    if warped:
+        report["frame"] = "warped"
     report["checks"] = run_checks(report, report["precision"])
     report["passed"] = all(c["passed"] for c in report["checks"])
     if print_table:
         print(format_report(report), flush=True)
     if not report["passed"]:
         raise VerificationError(failure_message(report))
-    if json_path is not False:
-        path = Path(json_path) if json_path else tflite_path.with_suffix(".verify.json")
-        atomic_write_json(path, report, indent=1)
-        report["json"] = str(path)
     return report
 
 

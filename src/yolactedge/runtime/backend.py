@@ -91,7 +91,7 @@ class Backend:
     def open_video(self) -> None:
         """Get ready for `invoke_key` / `invoke_warped`, or raise a one-line ModelError saying why not."""
         raise ModelError(f"{self.path}: the {self.name} backend runs image models only; "
-                         "video mode (keyframe_interval > 1) needs a .pth (torch) or .onnx (onnxruntime) video model")
+                         "video mode (keyframe_interval > 1) needs a video model (.pth, .onnx or .tflite pair)")
 
     def invoke_key(self, tensor: np.ndarray) -> tuple[RawOutputs, Any]:
         """A key frame: the four outputs (as `invoke`) and the memory the following warped frames need."""

@@ -38,19 +38,25 @@ def warped_memory_inputs(carry_protos: bool) -> tuple[str, ...]:
     return VIDEO_MEMORY + ((CARRIED_PROTO,) if carry_protos else ())
 
 
+def warped_input_source(name: str) -> str:
+    """The key-frame output that feeds the warped-frame memory input `name`: `key_proto` ← `proto`, every other
+    one ← the output of its own name (a ":0" tensor suffix ignored)."""
+    name = _plain_name(name)
+    return "proto" if name == CARRIED_PROTO else name
+
+
 def memory_sources(warped_inputs: Iterable[str], image_input: str, where: str) -> dict[str, str]:
     """Which key-frame output feeds each memory input of a warped-frame graph: → {warped input name: key output}.
 
-    The warped file says what it needs by its input names (a ":0" tensor suffix ignored): `key_proto` ← `proto`
-    (a pair that carries prototypes), every other memory input ← the key output of its own name. Inputs besides
-    the image must be VIDEO_MEMORY, with or without `key_proto`; anything else is a one-line ModelError.
+    The warped file says what it needs by its input names (`warped_input_source`). Inputs besides the image must
+    be VIDEO_MEMORY, with or without `key_proto`; anything else is a one-line ModelError.
     """
     memory = [name for name in warped_inputs if name != image_input]
     plain = [_plain_name(name) for name in memory]
     if sorted(plain) not in (sorted(VIDEO_MEMORY), sorted(warped_memory_inputs(True))):
         raise ModelError(f"{where}: inputs {sorted(memory)} besides {image_input!r} are not a warped-frame graph's "
                          f"memory ({', '.join(VIDEO_MEMORY)}, and {CARRIED_PROTO} when it carries prototypes)")
-    return {name: "proto" if key == CARRIED_PROTO else key for name, key in zip(memory, plain)}
+    return {name: warped_input_source(name) for name in memory}
 _EXPECTED_OUTPUTS = "boxes [1,A,4], scores [1,C,A], masks [1,A,P], proto [1,Hp,Wp,P]"
 
 

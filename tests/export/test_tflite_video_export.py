@@ -1,0 +1,157 @@
+"""TFLite export of a video model: the key-frame/warped-frame pair, its calibration on consecutive frames, its
+verification, and LiteRT running it in video mode (each conversion takes ~20-40 s here: slow)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("ai_edge_litert")
+
+from yolactedge.export import ExportError, export_model  # noqa: E402
+from yolactedge.modelmeta import read_tflite_metadata  # noqa: E402
+from yolactedge.runtime import Detector  # noqa: E402
+
+MEMORY = ["key_p4", "key_p5", "key_flow_features"]
+LOW_THRESHOLD = 0.05  # the tiny video model's 40 classes score ~0.1: keep enough detections to compare
+
+
+@pytest.fixture(scope="module")
+def frame_folder(tmp_path_factory):
+    """24 consecutive frames of a synthetic video as PNG files (sorted names = frame order)."""
+    from yolactedge.data.synthetic_video import render_frames
+
+    folder = tmp_path_factory.mktemp("frames")
+    for index, (image, *_) in enumerate(render_frames(21, 0, 128, 24)):
+        cv2.imwrite(str(folder / f"frame_{index:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_pair(tiny_video_model, frame_folder, tmp_path_factory):
+    return export_model(tiny_video_model, "tflite", precision="int8", calib=frame_folder, calib_count=20,
+                        output=tmp_path_factory.mktemp("int8") / "vid.tflite", progress=False)
+
+
+@pytest.fixture(scope="module")
+def fp32_pairs(tiny_video_model, tmp_path_factory):
+    """{"tflite": key-frame file, "onnx": key-frame graph}: the same model exported both ways."""
+    folder = tmp_path_factory.mktemp("fp32")
+    tflite = export_model(tiny_video_model, "tflite", precision="fp32", output=folder / "vid.tflite", progress=False)
+    onnx = export_model(tiny_video_model, "onnx", output=folder / "vid.onnx", progress=False)
+    return {"tflite": tflite.path, "onnx": onnx.path}
+
+
+def signature_io(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    return runner.get_input_details(), runner.get_output_details()
+
+
+@pytest.mark.slow
+def test_int8_pair_interface_order_and_metadata(int8_pair):
+    from yolactedge.export.tflite_file import output_order
+
+    key, warped = int8_pair.path, int8_pair.warped_path
+    assert warped == key.with_name("vid_warp.tflite") and warped.is_file()
+    # By index the key-frame file is an image model's file (NXP's order), then the memory.
+    assert output_order(key.read_bytes()) == ["boxes", "scores", "proto", "masks", *MEMORY]
+    assert output_order(warped.read_bytes()) == ["boxes", "scores", "proto", "masks"]
+    key_in, key_out = signature_io(key)
+    warped_in, warped_out = signature_io(warped)
+    assert list(key_in) == ["input"] and key_in["input"]["dtype"] == np.int8
+    assert key_in["input"]["quantization"] == (1.0, -128)
+    assert set(warped_in) == {"input", *MEMORY} and all(d["dtype"] == np.int8 for d in warped_in.values())
+    assert all(d["dtype"] == np.float32 for d in (*key_out.values(), *warped_out.values()))
+    for name in MEMORY:  # handed over untouched: the key frame outputs each in the warped file's layout
+        assert list(key_out[name]["shape"]) == list(warped_in[name]["shape"])
+    key_meta, warped_meta = read_tflite_metadata(key), read_tflite_metadata(warped)
+    assert (key_meta["video_graph"], warped_meta["video_graph"]) == ("key", "warped")
+    assert key_meta["video_pair"] == warped_meta["video_pair"] and key_meta["precision"] == "int8"
+    assert int8_pair.warped_op_histogram.get("GATHER", 0) > 0  # onnx2tf's GridSample
+    assert "vid_warp.tflite" in int8_pair.summary() and "warped frames" in int8_pair.summary()
+
+
+@pytest.mark.slow
+def test_int8_pair_is_calibrated_on_the_folders_frames_and_verified_on_the_next(int8_pair, frame_folder):
+    calibration = int8_pair.calibration
+    assert calibration["source"] == str(frame_folder) and calibration["used"] == 20
+    report = json.loads(int8_pair.verify_json.read_text())
+    assert report["passed"] and report["warped"]["passed"] and report["warped"]["frame"] == "warped"
+    assert report["images"].startswith(f"4 consecutive held-out frames from {frame_folder}")
+    assert report["warped"]["num_images"] == 3  # frames 2-4 warped from frame 1
+    for graph in (report, report["warped"]):
+        assert graph["detections"]["reference"] > 0 and graph["detections"]["recall"] >= 0.75
+        assert 0 < graph["outputs"]["scores"]["max_abs"] < 0.1
+
+
+@pytest.mark.slow
+def test_litert_runs_the_fp32_pair_as_onnxruntime_runs_the_onnx_pair(fp32_pairs, video_frames):
+    ours = Detector(fp32_pairs["tflite"], keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    reference = Detector(fp32_pairs["onnx"], keyframe_interval=3, score_threshold=LOW_THRESHOLD)
+    kinds = []
+    for frame in video_frames:
+        got, want = ours.raw(frame), reference.raw(frame)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+    predictions = list(ours.stream(video_frames))
+    kinds = [p.frame for p in predictions]
+    assert kinds == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    assert sum(len(p) for p in predictions if p.frame == "warped") > 0
+    # In image mode the key-frame file is an image model.
+    image = Detector(fp32_pairs["tflite"]).raw(video_frames[1])
+    np.testing.assert_allclose(image.scores, Detector(fp32_pairs["onnx"]).raw(video_frames[1]).scores, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_failed_verification_writes_neither_file(tiny_video_model, tmp_path, monkeypatch):
+    from yolactedge.export import verify
+
+    monkeypatch.setitem(verify.THRESHOLDS, "int8", verify.Thresholds(matched=0, box_iou=0, mask_iou=0,
+                                                                     box_error=-1.0))
+    with pytest.raises(verify.VerificationError, match="box error"):
+        export_model(tiny_video_model, "tflite", precision="int8", calib_count=20, verify_count=3,
+                     output=tmp_path / "vid.tflite", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_other_precisions_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
+    for precision in ("int16x8", "fp16"):
+        with pytest.raises(ExportError, match=f"a video model exports as fp32, int8; --precision {precision} is"):
+            export_model(tiny_video_model, "tflite", precision=precision, output=tmp_path / "v.tflite",
+                         progress=False)
+    with pytest.raises(ExportError, match="at least 20 consecutive frames .*--calib-count is 10"):
+        export_model(tiny_video_model, "tflite", calib_count=10, output=tmp_path / "v.tflite", progress=False)
+    few = tmp_path / "few"
+    few.mkdir()
+    for path in sorted(frame_folder.iterdir())[:12]:
+        (few / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ExportError, match="only 12 usable calibration frame"):
+        export_model(tiny_video_model, "tflite", calib=few, output=tmp_path / "v.tflite", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["few"]
+
+
+@pytest.mark.slow
+def test_predict_and_bench_run_the_tflite_pair(capsys, fp32_pairs, tmp_path):
+    from yolactedge.cli import main
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (64, 48))
+    for i in range(6):
+        image = np.full((48, 64, 3), 30, np.uint8)
+        writer.write(cv2.circle(image, (10 + 3 * i, 24), 9, (200, 180, 40), -1))
+    writer.release()
+    code = main(["predict", str(video), "--model", str(fp32_pairs["tflite"]), "--keyframe-interval", "3",
+                 "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0 and "6 images" in out and (tmp_path / "out" / "clip.mp4").is_file()
+    rows = tmp_path / "rows.json"
+    assert main(["bench", "--model", str(fp32_pairs["tflite"]), "--runs", "2", "--json-out", str(rows)]) == 0
+    data = json.loads(rows.read_text())
+    data = data["rows"] if isinstance(data, dict) else data
+    assert [(r["backend"], r["frame"]) for r in data] == [("litert", "key"), ("litert", "warped")]
+    assert all(r["median_ms"]["inference"] > 0 for r in data)
