@@ -91,3 +91,31 @@ def test_a_pair_that_carries_prototypes_runs_through_val_and_bench(capsys, tmp_p
     code, _, err = run(capsys, "export", tiny_checkpoint, "--format", "onnx", "--carry-protos", "--output",
                        tmp_path / "image.onnx")
     assert code == 1 and err.startswith("error:") and "needs a video model" in err and err.count("\n") == 1
+
+
+def test_warped_of_scores_only_the_frames_a_video_model_warps(capsys, tmp_path, videos):
+    metrics_video, metrics_images = tmp_path / "v.json", tmp_path / "i.json"
+    code, out, _ = run(capsys, "val", "--video", "--model", "demo", "--data", videos, "--warped-of", "3",
+                       "--metrics-out", metrics_video)
+    assert code == 0 and "2 videos, 8 frames (the warped frames of key-frame interval 3)" in out
+    coco = frames_as_coco(load_ytvis(videos))
+    kept = {image["id"] for image in coco["images"] if image["frame_index"] % 3 != 0}
+    coco = {**coco, "images": [i for i in coco["images"] if i["id"] in kept],
+            "annotations": [a for a in coco["annotations"] if a["image_id"] in kept]}
+    frames = atomic_write_json(tmp_path / "warped.json", coco)
+    assert run(capsys, "val", "--model", "demo", "--images", videos / "JPEGImages", "--annotations", frames,
+               "--metrics-out", metrics_images)[0] == 0
+    by_video, by_image = json.loads(metrics_video.read_text()), json.loads(metrics_images.read_text())
+    for iou_type in ("bbox", "segm"):
+        assert by_video["frames"][iou_type] == pytest.approx(by_image[iou_type], abs=1e-12)
+
+
+def test_warped_of_usage_errors(capsys, videos, tiny_video_checkpoint):
+    code, _, err = run(capsys, "val", "--video", "--model", "demo", "--data", videos, "--warped-of", "1")
+    assert code == 1 and "at least 2" in err and "Traceback" not in err
+    code, _, err = run(capsys, "val", "--video", "--model", tiny_video_checkpoint, "--data", videos,
+                       "--keyframe-interval", "2", "--warped-of", "3")
+    assert code == 1 and "same interval" in err
+    code, _, err = run(capsys, "val", "--model", "demo", "--images", videos, "--annotations", videos / "a.json",
+                       "--warped-of", "3")
+    assert code == 2 and "are for --video" in err

@@ -146,24 +146,33 @@ class VideoEvalResult:
 
 
 def evaluate_videos(detector, data: str | os.PathLike, *, track: bool = False, track_threshold: float = 0.3,
-                    limit: int | None = None, progress: bool = True,
-                    categories_by_position: bool = False) -> VideoEvalResult:
+                    limit: int | None = None, progress: bool = True, categories_by_position: bool = False,
+                    warped_of: int | None = None) -> VideoEvalResult:
     """Evaluate a Detector (configured with the COCO protocol) on a YouTube-VIS dataset folder or file.
 
     Every frame is scored as an image; with `track`, the detections scoring at least `track_threshold` (and the
     weaker ones that continue a track) are tracked per video and scored as tracks. A video with frames missing on
     disk is skipped whole (tracks need every frame) and listed in `skipped`.
+
+    warped_of=K scores only the frames a video model warps at key-frame interval K (every frame still runs), for
+    any detector: an image model scored so is the per-frame reference on exactly the frames a video model warps.
     """
     from tqdm import tqdm
 
     from .data.ytvis import frames_as_coco, load_ytvis
     from .evaluate import EvaluationError, category_mapping, ground_truth, score_results
+    from .keyframes import is_key_frame
     from .runtime.images import load_image
     from .track import Tracker
     from .track.results import VideoTrackResults
 
     if limit is not None and limit < 1:
         raise EvaluationError(f"--limit must be at least 1, got {limit}")
+    if warped_of is not None and warped_of < 2:
+        raise EvaluationError(f"--warped-of must be a key-frame interval of at least 2, got {warped_of}")
+    if warped_of is not None and detector.keyframe_interval not in (1, warped_of):
+        raise EvaluationError(f"--warped-of {warped_of} scores other frames than the model warps at "
+                              f"--keyframe-interval {detector.keyframe_interval}; give both the same interval")
     dataset = load_ytvis(data)
     coco = frames_as_coco(dataset)
     gt = ground_truth(coco)
@@ -183,10 +192,11 @@ def evaluate_videos(detector, data: str | os.PathLike, *, track: bool = False, t
         tracker = Tracker.at_threshold(track_threshold) if track else None
         collected = VideoTrackResults()
         for t, prediction in enumerate(detector.stream((str(p), load_image(p)) for p in paths)):
-            image_id = frame_ids[(video.id, t)]
-            results.extend(prediction.detections.to_coco_json(image_id, category_ids=cat_ids))
-            evaluated.append(image_id)
-            inference_ms.append(prediction.timings["inference"])
+            if warped_of is None or not is_key_frame(t, warped_of):
+                image_id = frame_ids[(video.id, t)]
+                results.extend(prediction.detections.to_coco_json(image_id, category_ids=cat_ids))
+                evaluated.append(image_id)
+                inference_ms.append(prediction.timings["inference"])
             if tracker is not None:
                 collected.add(*tracker.track(prediction.detections, track_threshold))
             bar.update()

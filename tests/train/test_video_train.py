@@ -64,6 +64,15 @@ def test_flow_stage_changes_only_the_flow_modules(flow_run):
         assert torch.equal(trained[key], tensor), key
 
 
+def test_spa_starts_as_the_identity_and_the_flow_stage_keeps_it():
+    model, trained = load_start_model("demo", lambda message: None, SIZE)
+    lateral, p4, p5 = torch.randn(1, 64, 12, 12), torch.randn(1, 64, 6, 6), torch.randn(1, 64, 3, 3)
+    with torch.no_grad():
+        refined = model.spa(lateral, p4, p5)
+    assert not trained
+    assert torch.equal(refined[0], p4) and torch.equal(refined[1], p5)
+
+
 def test_warp_stage_updates_exactly_the_listed_modules(videos, flow_run, tmp_path):
     path = train_video(videos, weights=flow_run, stage="warp", iters=2, batch_size=2, lr=1e-3,
                        optimizer_name="adamw", out_dir=tmp_path, threads=1)

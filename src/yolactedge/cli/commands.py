@@ -200,9 +200,9 @@ def cmd_val(args: argparse.Namespace) -> int:
     _check_thresholds(args)
     if args.video:
         return _val_video(args)
-    if args.data or args.track or args.keyframe_interval != 1:
-        raise UsageError("--data, --track and --keyframe-interval are for --video; images use --images and "
-                         "--annotations")
+    if args.data or args.track or args.keyframe_interval != 1 or args.warped_of is not None:
+        raise UsageError("--data, --track, --keyframe-interval and --warped-of are for --video; images use --images "
+                         "and --annotations")
     if not (args.images and args.annotations):
         raise UsageError("val needs --images DIR and --annotations FILE (or --video --data DIR)")
     options = {**PROTOCOL, "score_threshold": args.conf}
@@ -235,8 +235,10 @@ def _val_video(args: argparse.Namespace) -> int:
         raise UsageError(f"--track-conf must lie in [0, 1], got {args.track_conf}")
     detector = _detector(args, **{**PROTOCOL, "score_threshold": args.conf})
     result = evaluate_videos(detector, args.data, track=args.track, track_threshold=args.track_conf,
-                             limit=args.limit, categories_by_position=args.categories_by_position)
-    print(f"{result.videos_evaluated} videos, {result.frames.images_evaluated} frames, "
+                             limit=args.limit, categories_by_position=args.categories_by_position,
+                             warped_of=args.warped_of)
+    scored = f" (the warped frames of key-frame interval {args.warped_of})" if args.warped_of else ""
+    print(f"{result.videos_evaluated} videos, {result.frames.images_evaluated} frames{scored}, "
           f"{len(result.frames.results)} detections")
     print(format_metrics(result.frames))
     if args.track:

@@ -204,6 +204,9 @@ def _add_val(sub) -> None:
     val.add_argument("--track-conf", type=float, default=DEFAULT_SCORE_THRESHOLD,
                      help="with --track: score at which detections are tracked (as predict --conf)")
     val.add_argument("--limit", type=int, help="evaluate only the first N images (by id), or N videos")
+    val.add_argument("--warped-of", type=int, metavar="K",
+                     help="with --video: score only the frames a video model warps at key-frame interval K "
+                          "(any model, so an image model gives the per-frame reference on the same frames)")
     val.add_argument("--conf", type=float, default=0.05, help="score prefilter (protocol: 0.05)")
     val.add_argument("--save-json", help="write the COCO results JSON (with --track: YouTube-VIS results)")
     val.add_argument("--categories-by-position", action="store_true",
