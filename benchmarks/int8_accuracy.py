@@ -9,7 +9,8 @@ figures' 100 calibration renders, seed 31337), and are evaluated on the first --
 - the same int8 file requantized with one group of operators left in float (TensorFlow's `denylisted_nodes`):
   which group's quantization costs the box AP;
 - per-level decode, then per-level decode with the anchor centres on their exact grid (the export's default);
-- the default with the decode's calibration ranges propagated from the regressions' (what int16x8 uses).
+- the default with the decode's calibration ranges propagated from the regressions' (what int16x8 uses);
+- the default with only the size chain's ranges widened to what the regressions allow (`widened`).
 
 Whole-model int8 time (LiteRT, --threads, interleaved runs: before, per-level, default in turn) is given as a
 ratio to "int8 before"; the float-group rows are diagnostics and are not timed.
@@ -88,6 +89,46 @@ def propagated_decode_ranges():
         original = fastcalib.box_ranges
         patch(fastcalib, "box_ranges", lambda model, stats, boxes, propagate: original(model, stats, boxes,
                                                                                       propagate=True))
+        yield
+
+
+@contextlib.contextmanager
+def widened_size_ranges():
+    """int8 with the box decode's size chain (EXP in and out, the half sizes, offset ± half size, their
+    concatenation) calibrated on the union of its min/max and the range the regressions allow: what keeps P7's
+    offset + half size, calibrated on its few anchors, from saturating on held-out boxes."""
+    from yolactedge.export import fastcalib
+    from yolactedge.opprofile import op_type_name
+
+    def size_chain(model) -> set[int]:
+        subgraph = model.subgraphs[0]
+        consumers: dict[int, list] = {}
+        for op in subgraph.operators:
+            for i in op.inputs:
+                consumers.setdefault(int(i), []).append(op)
+        chain: set[int] = set()
+        for op in subgraph.operators:
+            if op_type_name(model, op) != "EXP":
+                continue
+            frontier = [int(op.outputs[0])]
+            chain |= {int(op.inputs[0]), frontier[0]}
+            for _ in range(3):  # half size, offset ± half size, their concatenation
+                frontier = [int(c.outputs[0]) for t in frontier for c in consumers.get(t, [])
+                            if op_type_name(model, c) in ("MUL", "ADD", "SUB", "CONCATENATION")]
+                chain |= set(frontier)
+        return chain
+
+    with _patching() as patch:
+        original = fastcalib.box_ranges
+
+        def widened(model, stats, boxes, propagate):
+            calibrated = original(model, stats, boxes, propagate=False)
+            allowed = original(model, stats, boxes, propagate=True)
+            for t in size_chain(model) & calibrated.keys() & allowed.keys():
+                (a, b), (c, d) = calibrated[t], allowed[t]
+                calibrated[t] = (min(a, c), max(b, d))
+            return calibrated
+        patch(fastcalib, "box_ranges", widened)
         yield
 
 
@@ -207,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             with propagated_decode_ranges():
                 files["int8, default with the decode's ranges propagated (as int16x8)"] = convert(
                     onnx_new, work, "int8", images, work / "propagated.tflite")
+        if "widened" in rows:
+            with widened_size_ranges():
+                files["int8, default with the size chain's ranges widened"] = convert(
+                    onnx_new, work, "int8", images, work / "widened.tflite")
         if "default" in rows:
             files["int8, per-level decode + exact anchor centres (default)"] = convert(
                 onnx_new, work, "int8", images, work / "default.tflite")
