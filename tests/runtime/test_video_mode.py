@@ -82,15 +82,19 @@ def test_an_image_model_refuses_video_mode(tiny_model, tiny_onnx):
 
 # --- ONNX Runtime: the exported key/warped pair ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def video_onnx(tiny_video_model, model_dir):
+def _onnx_pair(model, path):
+    """`model` exported as an ONNX key/warped pair at `path` → `path`."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxsim")
     from yolactedge.export.onnx_video import export_video_onnx
 
-    path = model_dir / "tiny_video.onnx"
-    export_video_onnx(tiny_video_model, path, progress=False)
+    export_video_onnx(model, path, progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def video_onnx(tiny_video_model, model_dir):
+    return _onnx_pair(tiny_video_model, model_dir / "tiny_video.onnx")
 
 
 def test_onnx_pair_runs_the_video_like_torch(video_onnx, torch_video, video_frames):
@@ -141,13 +145,7 @@ def carrying_model(tiny_video_model):
 
 @pytest.fixture(scope="module")
 def carried_onnx(carrying_model, model_dir):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxsim")
-    from yolactedge.export.onnx_video import export_video_onnx
-
-    path = model_dir / "tiny_carried.onnx"
-    export_video_onnx(carrying_model, path, progress=False)
-    return path
+    return _onnx_pair(carrying_model, model_dir / "tiny_carried.onnx")
 
 
 def test_carried_pairs_run_the_video_like_the_carrying_torch_model(carried_onnx, carrying_model, tiny_video_model,

@@ -148,23 +148,25 @@ def graph_form(model, *, separable_upsampling: bool, fold_input_std: bool, impli
     """
     phase = model.fpn_phase_1
     before = phase.separable_upsampling
-    conv = _image_conv(model)
-    weight, kernel_size, std = conv.weight, conv.kernel_size, model.pixel_std.clone()
     phase.separable_upsampling = separable_upsampling
-    new_weight = weight.data.clone()
-    if fold_input_std:
-        new_weight /= std.view(1, -1, 1, 1)
-        model.pixel_std.fill_(1.0)
-    if implicit_image_padding:
-        new_weight = _same_padded_kernel(conv, new_weight, model.config.input_size)
-    conv.weight = type(weight)(new_weight, requires_grad=weight.requires_grad)
-    conv.kernel_size = tuple(new_weight.shape[-2:])
+    conv = _image_conv(model) if fold_input_std or implicit_image_padding else None
+    if conv is not None:
+        weight, kernel_size, std = conv.weight, conv.kernel_size, model.pixel_std.clone()
+        new_weight = weight.data.clone()
+        if fold_input_std:
+            new_weight /= std.view(1, -1, 1, 1)
+            model.pixel_std.fill_(1.0)
+        if implicit_image_padding:
+            new_weight = _same_padded_kernel(conv, new_weight, model.config.input_size)
+        conv.weight = type(weight)(new_weight, requires_grad=weight.requires_grad)
+        conv.kernel_size = tuple(new_weight.shape[-2:])
     try:
         yield
     finally:
         phase.separable_upsampling = before
-        conv.weight, conv.kernel_size = weight, kernel_size
-        model.pixel_std.copy_(std)
+        if conv is not None:
+            conv.weight, conv.kernel_size = weight, kernel_size
+            model.pixel_std.copy_(std)
 
 
 def _same_padded_kernel(conv, weight, input_size: int):

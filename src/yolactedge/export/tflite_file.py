@@ -50,20 +50,20 @@ def _signature_def(model, key: str):
 
 def signature_outputs(data: bytes, key: str = SIGNATURE_KEY) -> dict[str, int]:
     """{signature output name: tensor index} of the serving signature ({} when the file has none)."""
-    signature = _signature_def(_schema().Model.GetRootAs(data, 0), key)
-    if signature is None:
-        return {}
-    outputs = [signature.Outputs(i) for i in range(signature.OutputsLength())]
-    return {output.Name().decode(): int(output.TensorIndex()) for output in outputs}
+    return _signature_tensors(data, key, "Outputs")
 
 
 def signature_inputs(data: bytes, key: str = SIGNATURE_KEY) -> dict[str, int]:
     """{signature input name: tensor index} of the serving signature ({} when the file has none)."""
+    return _signature_tensors(data, key, "Inputs")
+
+
+def _signature_tensors(data: bytes, key: str, side: str) -> dict[str, int]:
     signature = _signature_def(_schema().Model.GetRootAs(data, 0), key)
     if signature is None:
         return {}
-    inputs = [signature.Inputs(i) for i in range(signature.InputsLength())]
-    return {item.Name().decode(): int(item.TensorIndex()) for item in inputs}
+    items = [getattr(signature, side)(i) for i in range(getattr(signature, side + "Length")())]
+    return {item.Name().decode(): int(item.TensorIndex()) for item in items}
 
 
 def subgraph_outputs(data: bytes, subgraph: int = 0) -> list[int]:

@@ -22,7 +22,7 @@ from ..modelmeta import MetadataError, read_tflite_metadata
 from .backend import Backend, one_line, parse_class_names
 from .tensors import (
     RAW_OUTPUTS, VIDEO_GRAPH_KEY, WARPED_GRAPH_SUFFIX, InputSpec, ModelError, RawOutputs, dequantize, match_outputs,
-    memory_sources, quantize, warped_graph_path,
+    existing_warped_graph, memory_sources, quantize,
 )
 
 
@@ -160,13 +160,7 @@ class LiteRTBackend(Backend):
         of its memory inputs (by its own name, `tensors.memory_sources`) is fed from a key-frame output."""
         if self._warped is not None:
             return
-        if self._video_graph != "key":
-            raise ModelError(f"{self.path}: an image model; keyframe_interval > 1 needs a video model's TFLite pair "
-                             "(yolactedge export VIDEO_CHECKPOINT --format tflite)")
-        partner = warped_graph_path(self.path)
-        if not partner.is_file():
-            raise ModelError(f"{self.path}: its warped-frame graph {partner.name} is missing beside it; copy it "
-                             "there, or export the video checkpoint again (--format tflite writes both)")
+        partner = existing_warped_graph(self.path, self._video_graph, "TFLite")
         metadata = self._read_metadata(str(partner))
         if metadata.get(VIDEO_GRAPH_KEY) != "warped":
             raise ModelError(f"{partner}: not a video model's warped-frame graph (its metadata does not say so); "

@@ -8,7 +8,7 @@ import numpy as np
 from .backend import Backend, one_line, parse_class_names, require
 from .tensors import (
     RAW_OUTPUTS, VIDEO_GRAPH_KEY, VIDEO_MEMORY, InputSpec, ModelError, RawOutputs, match_outputs, memory_sources,
-    warped_graph_path,
+    existing_warped_graph,
 )
 
 _ORT_TYPES = {
@@ -86,13 +86,7 @@ class OnnxBackend(Backend):
         """Open the warped-frame partner (`<stem>_warp.onnx` beside the key-frame graph), once."""
         if getattr(self, "warped_session", None) is not None:
             return
-        if self._video_graph != "key":
-            raise ModelError(f"{self.path}: an image model; keyframe_interval > 1 needs a video model's ONNX pair "
-                             "(yolactedge export VIDEO_CHECKPOINT --format onnx)")
-        partner = warped_graph_path(self.path)
-        if not partner.is_file():
-            raise ModelError(f"{self.path}: its warped-frame graph {partner.name} is missing beside it; copy it "
-                             "there, or export the video checkpoint again (--format onnx writes both)")
+        partner = existing_warped_graph(self.path, self._video_graph, "ONNX")
         session = self._open_session(str(partner))
         inputs = {i.name: i.shape for i in session.get_inputs()}
         sources = memory_sources(inputs, self.input_spec.name, str(partner))

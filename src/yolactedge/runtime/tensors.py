@@ -33,6 +33,19 @@ def warped_graph_path(key_graph: str | os.PathLike) -> Path:
     return path.with_name(path.stem + WARPED_GRAPH_SUFFIX + path.suffix)
 
 
+def existing_warped_graph(key_graph: str | os.PathLike, video_graph: str | None, fmt: str) -> Path:
+    """The warped-frame partner of `key_graph` (a file of format `fmt`, "ONNX" or "TFLite", whose `video_graph`
+    metadata is given), or a one-line ModelError when the file is no key frame or its partner is missing."""
+    if video_graph != "key":
+        raise ModelError(f"{key_graph}: an image model; keyframe_interval > 1 needs a video model's {fmt} pair "
+                         f"(yolactedge export VIDEO_CHECKPOINT --format {fmt.lower()})")
+    partner = warped_graph_path(key_graph)
+    if not partner.is_file():
+        raise ModelError(f"{key_graph}: its warped-frame graph {partner.name} is missing beside it; copy it "
+                         f"there, or export the video checkpoint again (--format {fmt.lower()} writes both)")
+    return partner
+
+
 def warped_memory_inputs(carry_protos: bool) -> tuple[str, ...]:
     """The memory inputs of a warped-frame graph, in the order the exporter writes them."""
     return VIDEO_MEMORY + ((CARRIED_PROTO,) if carry_protos else ())
