@@ -155,3 +155,33 @@ def test_predict_and_bench_run_the_tflite_pair(capsys, fp32_pairs, tmp_path):
     data = data["rows"] if isinstance(data, dict) else data
     assert [(r["backend"], r["frame"]) for r in data] == [("litert", "key"), ("litert", "warped")]
     assert all(r["median_ms"]["inference"] > 0 for r in data)
+
+
+@pytest.mark.slow
+def test_verify_only_checks_the_warped_partner_too(fp32_pairs, tmp_path, capsys):
+    """`export KEY.tflite --verify-only` verifies both files of the pair: a warped-frame file whose largest weight
+    tensor was negated (the key-frame file untouched) fails it: exit 1, one line, no report written."""
+    from yolactedge.cli import main
+    from yolactedge.export.tflite_file import model_bytes, model_object
+
+    key = fp32_pairs["tflite"]
+    assert main(["export", str(key), "--verify-only", "--reference", str(fp32_pairs["onnx"])]) == 0
+    report = json.loads(key.with_suffix(".verify.json").read_text())
+    assert report["passed"] and report["warped"]["passed"] and report["warped"]["frame"] == "warped"
+    assert report["warped"]["num_images"] == report["num_images"] - 1 >= 2
+
+    model = model_object(key.with_name("vid_warp.tflite").read_bytes())
+    weights = max((b for b in model.buffers if b.data is not None), key=lambda b: len(b.data))
+    weights.data = (-np.asarray(weights.data, np.uint8).view(np.float32)).view(np.uint8)
+    (tmp_path / "vid.tflite").write_bytes(key.read_bytes())
+    (tmp_path / "vid_warp.tflite").write_bytes(model_bytes(model))
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "vid.tflite"), "--verify-only", "--reference",
+                 str(fp32_pairs["onnx"])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: verification failed for vid_warp.tflite")
+    assert not (tmp_path / "vid.verify.json").exists()
+
+    assert main(["export", str(tmp_path / "vid_warp.tflite"), "--verify-only", "--reference",
+                 str(fp32_pairs["onnx"])]) == 1
+    assert "key-frame file" in capsys.readouterr().err

@@ -16,12 +16,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_model, verify_tflite
+    from ..export import export_model
+    from ..export.verify import verify_existing
 
     if args.verify_only:
         if not args.reference:
             raise UsageError("--verify-only needs --reference: the float checkpoint or .onnx the file came from")
-        verify_tflite(args.model, args.reference)
+        verify_existing(args.model, args.reference)
         return 0
     result = export_model(
         args.model, args.format, precision=args.precision, calib=args.calib, calib_count=args.calib_count,

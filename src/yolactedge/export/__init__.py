@@ -39,6 +39,7 @@ _LAZY = {
     "run_vela": "yolactedge.export.vela",
     "vela_available": "yolactedge.export.vela",
     "verify_tflite": "yolactedge.export.verify",
+    "verify_existing": "yolactedge.export.verify",
 }
 
 __all__ = [

@@ -27,6 +27,7 @@ from .calibration import VIDEO_GROUP, calibration_frames, held_out_frames
 from .common import TARGET_GRAPHS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace
 from .converter import GraphInput
 from .onnx2tf_step import KERAS_TOLERANCE
+from .verify import verify_pair
 
 # fp16 is left out: the tiny test model's fp16 key-frame file failed verification (box error 0.026, limit 0.005).
 VIDEO_PRECISIONS = ("fp32", "int8")
@@ -323,17 +324,3 @@ def calibration_samples(pair: KerasPair, key_onnx: Path, frames: np.ndarray, war
     return frames, warped
 
 
-# --- verification ----------------------------------------------------------------------------------------------------
-
-def verify_pair(key_file: Path, key_onnx: Path, frames: np.ndarray, description: str, precision: str,
-                progress: bool) -> dict:
-    """The key-frame file on every frame, then the warped-frame file on frames 1.. from frame 0's memory (through
-    the runtime: the TFLite key frame's own memory), both against the float ONNX pair → the key-frame report with
-    the warped-frame report under "warped"."""
-    from .verify import verify_tflite, verify_warped
-
-    report = verify_tflite(key_file, key_onnx, frames, images_description=description, json_path=False,
-                           print_table=progress, precision=precision)
-    report["warped"] = verify_warped(key_file, key_onnx, frames, images_description=description,
-                                     print_table=progress, precision=precision)
-    return report

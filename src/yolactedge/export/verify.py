@@ -236,6 +236,49 @@ def verify_tflite(
     return report
 
 
+def verify_existing(tflite_path: str | os.PathLike, reference: Any) -> dict:
+    """`export --verify-only`: an image model's file as `verify_tflite` does; a video model's key-frame file with
+    its warped-frame partner too (`verify_pair`) on consecutive frames of a synthetic video, so that neither half
+    of a pair passes unchecked. The report is written to `<stem>.verify.json` when it passes."""
+    from ..modelmeta import MetadataError, read_tflite_metadata
+    from ..runtime.tensors import VIDEO_GRAPH_KEY
+
+    tflite_path = Path(tflite_path)
+    if not tflite_path.is_file():
+        raise ExportError(f"{tflite_path}: no such TFLite file")
+    try:
+        video_graph = (read_tflite_metadata(str(tflite_path)) or {}).get(VIDEO_GRAPH_KEY)
+    except MetadataError as exc:
+        raise ExportError(f"{tflite_path}: {one_line(exc)}") from None
+    if video_graph is None:
+        return verify_tflite(tflite_path, reference)
+    if video_graph != "key":
+        raise ExportError(f"{tflite_path}: the {video_graph}-frame file of a video model; verify its key-frame "
+                          f"file, which checks both")
+    from .calibration import VIDEO_GROUP, synthetic_video_frames
+
+    height, _ = open_model(tflite_path, "litert").input_size
+    frames = synthetic_video_frames(VIDEO_GROUP, VERIFY_SEED, height, group=VIDEO_GROUP, progress=False)
+    description = f"{VIDEO_GROUP} consecutive frames of a synthetic video (seed {VERIFY_SEED})"
+    report = verify_pair(tflite_path, reference, frames, description, None, True)
+    path = tflite_path.with_suffix(".verify.json")
+    atomic_write_json(path, report, indent=1)
+    report["json"] = str(path)
+    return report
+
+
+def verify_pair(key_file: Path, reference: Any, frames: np.ndarray, description: str, precision: str | None,
+                print_table: bool) -> dict:
+    """The key-frame file on every frame, then the warped-frame file on frames 1.. from frame 0's memory (through
+    the runtime: the TFLite key frame's own memory), both against the float model (the ONNX pair's key-frame
+    file, or a video checkpoint) → the key-frame report with the warped-frame report under "warped"."""
+    report = verify_tflite(key_file, reference, frames, images_description=description, json_path=False,
+                           print_table=print_table, precision=precision)
+    report["warped"] = verify_warped(key_file, reference, frames, images_description=description,
+                                     print_table=print_table, precision=precision)
+    return report
+
+
 def verify_warped(key_tflite: str | os.PathLike, reference: Any, frames: np.ndarray, *,
                   images_description: str, print_table: bool = True, precision: str | None = None) -> dict:
     """A video model's warped-frame TFLite file against the float model (the ONNX pair's key-frame file, or a
