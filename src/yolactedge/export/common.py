@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
@@ -184,6 +186,13 @@ def atomic_replace(src: Path, dst: Path) -> None:
 def write_json(path: Path, data: dict) -> None:
     """A JSON report or sidecar beside a model, written atomically."""
     atomic_write_json(path, data, indent=1, default=str)
+
+
+def relative_error(ours, reference) -> float:
+    """max |ours - reference| / max |reference| (floored at 1e-6), inf when not finite: how the export's
+    float checks (ONNX, Keras, the video pair) compare outputs whose magnitudes differ."""
+    error = float(np.abs(np.asarray(ours) - np.asarray(reference)).max()) / max(float(np.abs(reference).max()), 1e-6)
+    return error if np.isfinite(error) else float("inf")
 
 
 def one_line(exc: BaseException) -> str:

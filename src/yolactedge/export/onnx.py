@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import fileio
 from ..runtime.tensors import VIDEO_GRAPH_KEY, warped_memory_inputs
-from .common import ONNX_OUTPUT_ORDER, ExportError, one_line
+from .common import ONNX_OUTPUT_ORDER, ExportError, one_line, relative_error
 
 OPSET = 17
 ONNX_TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, per output
@@ -400,8 +400,6 @@ def compare_with_torch(onnx_path, model, images: np.ndarray) -> dict:
         for a, b in zip(ours, reference):
             if a[name].shape != b[name].shape:
                 raise ExportError(f"ONNX check failed: {name} has shape {list(a[name].shape)}, PyTorch {list(b[name].shape)}")
-            scale = max(float(np.abs(b[name]).max()), 1e-6)
-            error = float(np.abs(a[name] - b[name]).max()) / scale
-            worst = max(worst, error if np.isfinite(error) else float("inf"))
+            worst = max(worst, relative_error(a[name], b[name]))
         relative[name] = worst
     return {"images": len(images), "relative_error": relative, "max_relative_error": max(relative.values())}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ExportError, last_line, one_line
+from .common import ExportError, last_line, one_line, relative_error
 from .quiet import import_onnx2tf, quiet_fds
 
 SAMPLE_DATA_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -72,8 +72,7 @@ def keras_vs_onnx(keras_model, onnx_path, image: np.ndarray | None = None) -> fl
         ours, ref = np.asarray(tensor), reference.get(name)
         if ref is None or ours.shape != ref.shape:
             return float("inf")
-        error = float(np.abs(ours - ref).max()) / max(float(np.abs(ref).max()), 1e-6)
-        worst = max(worst, error if np.isfinite(error) else float("inf"))
+        worst = max(worst, relative_error(ours, ref))
     return worst
 
 

@@ -23,7 +23,7 @@ from ..model.temporal import TemporalMemory
 from ..runtime.tensors import (
     VIDEO_GRAPH_KEY, VIDEO_MEMORY, memory_sources, warped_graph_path, warped_memory_inputs,
 )
-from .common import ONNX_OUTPUT_ORDER, ExportError
+from .common import ONNX_OUTPUT_ORDER, ExportError, relative_error
 from .onnx import (
     ONNX_TOLERANCE, OPSET, check_images, inspect_onnx, ort_session, set_metadata, torch_images, trace_to_onnx,
     write_temporary,
@@ -141,7 +141,7 @@ def _errors(ours: dict[str, np.ndarray], reference: dict[str, torch.Tensor]) -> 
                               f"PyTorch {list(expected.shape)}")
         error = float(np.abs(ours[name] - expected).max())
         absolute[name] = error if np.isfinite(error) else float("inf")
-        relative[name] = absolute[name] / max(float(np.abs(expected).max()), 1e-6)
+        relative[name] = relative_error(ours[name], expected)
     return {"absolute_error": absolute, "relative_error": relative, "max_relative_error": max(relative.values()),
             "max_absolute_error": max(absolute.values())}
 

@@ -24,7 +24,9 @@ import numpy as np
 from ..modelmeta import model_metadata
 from ..runtime.tensors import VIDEO_GRAPH_KEY, warped_graph_path, warped_input_source
 from .calibration import VIDEO_GROUP, calibration_frames, held_out_frames
-from .common import TARGET_GRAPHS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace
+from .common import (
+    TARGET_GRAPHS, TFLITE_OUTPUT_ORDER, ExportError, ExportResult, Stages, atomic_replace, relative_error,
+)
 from .converter import GraphInput
 from .onnx2tf_step import KERAS_TOLERANCE
 from .verify import verify_pair
@@ -226,14 +228,12 @@ def _input_layout(onnx_shape: tuple, keras_shape: tuple) -> tuple[int, ...] | No
 def _output_layout(ours: np.ndarray, reference: np.ndarray) -> tuple[tuple[int, ...] | None, float]:
     """→ (the layout in which `ours` holds `reference`, the relative error there); by value, so a shape that
     reads the same in both layouts is not mistaken."""
-    scale = max(float(np.abs(reference).max()), 1e-6)
     candidates = [None] + ([NHWC] if reference.ndim == 4 else [])
     errors = {}
     for layout in candidates:
         expected = _permuted_array(reference, layout)
         if expected.shape == ours.shape:
-            error = float(np.abs(ours - expected).max()) / scale
-            errors[layout] = error if np.isfinite(error) else float("inf")
+            errors[layout] = relative_error(ours, expected)
     if not errors:
         return None, float("inf")
     best = min(errors, key=errors.get)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..keyframes import is_key_frame
+from .upsample import upsample_bilinear
 
 # The original's flow.encode_channels and flow.reduce_channels[-1] in every video config.
 FLOW_WIDTH = 64
@@ -68,10 +69,6 @@ class FlowPrediction(nn.Module):
         return FlowLevel(self.conv(x), self.scale(x), self.bias(x))
 
 
-def upsample_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 class FlowNetMini(nn.Module):
     """The original's FlowNetMini: three strided stages (C3, C4, C5 resolution), coarse-to-fine prediction.
 
@@ -103,8 +100,8 @@ class FlowNetMini(nn.Module):
         out3 = self.conv3(out2)
         level3 = self.pred3(out3)
         size2 = out2.shape[-2:]
-        up_feat = self.upfeat3(upsample_to(out3, size2))
-        up_flow = self.upflow3(upsample_to(level3.flow, size2))
+        up_feat = self.upfeat3(upsample_bilinear(out3, size2))
+        up_flow = self.upflow3(upsample_bilinear(level3.flow, size2))
         level2 = self.pred2(torch.cat((out2, up_feat, up_flow), dim=1))
         return level2, level3
 
@@ -120,7 +117,7 @@ class SPA(nn.Module):
         """The lateral is resized in a chain (C3 → P4 size → P5 size), never directly to P5's size."""
         refined = []
         for refine, feature in zip(self.refine_convs, (p4, p5)):
-            lateral = upsample_to(lateral, feature.shape[-2:])
+            lateral = upsample_bilinear(lateral, feature.shape[-2:])
             refined.append(feature + refine(torch.cat((feature, lateral), dim=1)))
         return refined[0], refined[1]
 
@@ -154,7 +151,7 @@ def carry_prototypes(key_proto: torch.Tensor, flow: torch.Tensor) -> torch.Tenso
     non-negative (bilinear weights and zeros outside), as the protonet's ReLU leaves them.
     """
     proto = key_proto.permute(0, 3, 1, 2)
-    return warp(proto, upsample_to(flow, proto.shape[-2:])).permute(0, 2, 3, 1).contiguous()
+    return warp(proto, upsample_bilinear(flow, proto.shape[-2:])).permute(0, 2, 3, 1).contiguous()
 
 
 def transfer(level: FlowLevel, key_feature: torch.Tensor) -> torch.Tensor:
@@ -213,7 +210,7 @@ def warped_phase_1(
     level2, level3 = flow_net(pre_convs(lateral), memory.key_flow_features)
     p4 = transfer(level2, memory.key_p4)
     p5 = transfer(level3, memory.key_p5)
-    p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
+    p3 = upsample_bilinear(p4, lateral.shape[-2:]) + lateral
     p4, p5 = spa(lateral, p4, p5)
     return [p3, p4, p5], level2.flow
 

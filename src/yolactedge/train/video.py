@@ -42,7 +42,8 @@ from ..model.checkpoint import (
     read_state_dict,
 )
 from ..model.protonet import prototypes
-from ..model.temporal import FlowPrediction, carry_prototypes, transfer, upsample_to
+from ..model.temporal import FlowPrediction, carry_prototypes, transfer
+from ..model.upsample import upsample_bilinear
 from ..model.yolact import YolactEdge
 from .health import HealthCheck, SkipStreak, TrainingDiverged
 from .loss import YolactLoss
@@ -178,7 +179,7 @@ def stage_losses(model: YolactEdge, stage: str, keys, currents, targets, loss_fn
         if model.config.carry_protos:
             losses["P"] = carried_prototype_loss(model, key_phase_1, target, flow)
         return losses
-    p3 = upsample_to(p4, lateral.shape[-2:]) + lateral
+    p3 = upsample_bilinear(p4, lateral.shape[-2:]) + lateral
     p4, p5 = model.spa(lateral, p4, p5)
     losses = loss_fn(model.forward_train_from_phase_1([p3, p4, p5]), targets)
     key_frame_losses = loss_fn(model.forward_train_from_phase_1(target), targets)
