@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .assets import is_shipped_name
+
 STAGES = ("preprocess", "inference", "postprocess")
 
 
@@ -61,7 +63,7 @@ def benchmark(
     if any(t < 1 for t in threads):
         raise ValueError(f"thread counts must be >= 1, got {list(threads)}")
     for model in models:
-        if model != "demo" and not Path(model).is_file():
+        if not is_shipped_name(model) and not Path(model).is_file():
             raise FileNotFoundError(f"{model}: no such model file")
     rows = []
     context = multiprocessing.get_context("spawn")

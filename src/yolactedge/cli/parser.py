@@ -51,7 +51,7 @@ def _add_demo(sub) -> None:
 
 def _add_info(sub) -> None:
     info = sub.add_parser("info", help="describe a model: config, parameters, MACs, input and output shapes")
-    info.add_argument("model", help="checkpoint (.pth), .onnx, .tflite, or 'demo'")
+    info.add_argument("model", help="checkpoint (.pth), .onnx, .tflite, 'demo' or 'demo-video'")
     info.set_defaults(func=cmd_info)
 
 
@@ -171,7 +171,7 @@ def _keyframe_option(p: argparse.ArgumentParser, what: str) -> None:
 def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="detect in images, folders, globs, videos or a camera index")
     predict.add_argument("source", nargs="+", help="image files, folders, globs, video files, or a camera index")
-    predict.add_argument("--model", default="demo", help="model file (.pth/.onnx/.tflite) or 'demo' (default)")
+    predict.add_argument("--model", default="demo", help="model file (.pth/.onnx/.tflite), 'demo' (default) or 'demo-video'")
     predict.add_argument("--out", default="runs/predict", help="folder for annotated images/videos")
     predict.add_argument("--save-json", help="write COCO results (RLE masks) to this file")
     predict.add_argument("--annotations", help="with --save-json: COCO JSON whose image ids the results take "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import fileio
+from ..assets import is_shipped_name
 from ..runtime.tensors import VIDEO_GRAPH_KEY, warped_memory_inputs
 from .common import ONNX_OUTPUT_ORDER, ExportError, one_line, relative_error
 
@@ -50,7 +51,7 @@ def resolve_model(model: Any, imgsz: int | None = None) -> ModelSource:
         return ModelSource(module.config, module.config.input_size, module=module, origin=module.config.name)
     if not isinstance(model, (str, os.PathLike)):
         raise ExportError(f"cannot export a {type(model).__name__}: give a YolactEdge model, a checkpoint or an ONNX file")
-    if str(model) != "demo" and not Path(model).is_file():
+    if not is_shipped_name(model) and not Path(model).is_file():
         raise ExportError(f"{model}: no such file")
     if str(model).lower().endswith(".onnx"):
         info = inspect_onnx(model)

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..assets import is_shipped_name
 from ..modelmeta import model_metadata
 from .calibration import calibration_dataset, held_out_images
 from .common import (
@@ -47,7 +48,7 @@ def check_request(format: str, precision: str | None, target: str | None) -> str
 
 def default_output(source: Any, config_name: str, format: str, precision: str, target: str | None) -> Path:
     """Beside the checkpoint/ONNX file when there is one, else in the current directory."""
-    if isinstance(source, (str, os.PathLike)) and str(source) != "demo":
+    if isinstance(source, (str, os.PathLike)) and not is_shipped_name(source):
         base = Path(source).with_suffix("")
     else:
         base = Path.cwd() / config_name

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..assets import is_shipped_name
 from ..config import COCO_CLASSES
 from .tensors import InputSpec, ModelError, RawOutputs, make_input_converter
 
@@ -111,13 +112,13 @@ class Backend:
 
 
 def resolve_backend(model: Any, backend: str = "auto") -> str:
-    """The backend's canonical name: `auto` picks it from the file suffix ("demo" and modules → torch)."""
+    """The backend's canonical name: `auto` picks it from the file suffix (shipped names and modules → torch)."""
     name = _BACKEND_ALIASES.get(str(backend).lower(), str(backend).lower())
     if name != "auto":
         if name not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}; expected auto, {', '.join(BACKENDS)}")
         return name
-    if not isinstance(model, (str, os.PathLike)) or str(model) == "demo":
+    if not isinstance(model, (str, os.PathLike)) or is_shipped_name(model):
         return "torch"
     suffix = Path(model).suffix.lower()
     if suffix not in _SUFFIX_BACKENDS:
@@ -128,13 +129,13 @@ def resolve_backend(model: Any, backend: str = "auto") -> str:
 
 def open_backend(model: Any, backend: str = "auto", *, num_threads: int | None = None,
                  delegate: str | os.PathLike | None = None) -> Backend:
-    """Open `model` (a path, "demo", or for torch a YolactEdge module) with the named backend."""
+    """Open `model` (a path, "demo", "demo-video", or for torch a YolactEdge module) with the named backend."""
     name = resolve_backend(model, backend)
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise ModelError(f"num_threads must be a positive integer, got {num_threads!r}")
     if delegate is not None and name != "litert":
         raise ModelError(f"delegate= applies to the litert backend (.tflite models), not {name}")
-    if isinstance(model, (str, os.PathLike)) and str(model) != "demo" and not Path(model).is_file():
+    if isinstance(model, (str, os.PathLike)) and not is_shipped_name(model) and not Path(model).is_file():
         raise ModelError(f"{model}: no such model file")
     module_name, class_name = _BACKEND_MODULES[name]
     cls = getattr(importlib.import_module(f".{module_name}", __package__), class_name)
