@@ -77,6 +77,45 @@ def test_int8_pair_interface_order_and_metadata(int8_pair):
 
 
 @pytest.mark.slow
+def test_int8_warped_file_keeps_its_sampling_grid_in_float(int8_pair, fp32_pairs):
+    """int8 cannot hold the flat gather indices of a feature map wider than about 11 cells (P4 at 320: up to ~480 in
+    256 steps, so GATHER fetched neighbouring cells): everything on a GATHER's index path is float or int32 back to
+    the flow's DEQUANTIZE, while the gathered features stay int8. `sampling_grid_nodes` names only position
+    arithmetic (no convolution), and nothing in a graph without GATHER."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from yolactedge.export.sampling_grid import GATHERS, POSITION_OPS, sampling_grid_nodes
+    from yolactedge.export.tflite_file import model_object
+    from yolactedge.opprofile import op_type_name
+
+    model = model_object(int8_pair.warped_path.read_bytes())
+    subgraph = model.subgraphs[0]
+    producer = {int(t): op for op in subgraph.operators for t in op.outputs}
+    gathers = [op for op in subgraph.operators if op_type_name(model, op) in GATHERS]
+    assert len(gathers) == 8  # 4 corners x 2 levels (P4, P5)
+    for gather in gathers:
+        assert subgraph.tensors[gather.inputs[0]].type == schema.TensorType.INT8
+        pending, walked = [int(gather.inputs[1])], 0
+        while pending:
+            op = producer.get(pending.pop())
+            if op is None or op_type_name(model, op) == "DEQUANTIZE":
+                continue
+            assert subgraph.tensors[op.outputs[0]].type in (schema.TensorType.FLOAT32, schema.TensorType.INT32), \
+                op_type_name(model, op)
+            walked += 1
+            pending.extend(int(t) for t in op.inputs if t >= 0)
+        assert walked >= 5
+
+    fp32_warped = fp32_pairs["tflite"].with_name("vid_warp.tflite").read_bytes()
+    names = set(sampling_grid_nodes(fp32_warped))
+    float_model = model_object(fp32_warped)
+    kept = {op_type_name(float_model, op) for op in float_model.subgraphs[0].operators
+            if float_model.subgraphs[0].tensors[op.outputs[0]].name.decode() in names}
+    assert {"FLOOR", "CAST", "MUL", "ADD"} <= kept <= POSITION_OPS
+    assert sampling_grid_nodes(fp32_pairs["tflite"].read_bytes()) == []  # the key-frame graph gathers nothing
+
+
+@pytest.mark.slow
 def test_int8_pair_is_calibrated_on_the_folders_frames_and_verified_on_the_next(int8_pair, frame_folder):
     calibration = int8_pair.calibration
     assert calibration["source"] == str(frame_folder) and calibration["used"] == 20

@@ -43,7 +43,7 @@ class GraphInput:
 def keras_to_tflite(
     keras_model, precision: str, calib_images=None, *, progress: bool = True,
     calibrator: str = "fast", info: dict | None = None, float_ops: tuple[str, ...] = (),
-    inputs: list[GraphInput] | None = None, output_perms: dict[str, tuple[int, ...]] | None = None,
+    float_nodes=None, inputs: list[GraphInput] | None = None, output_perms: dict[str, tuple[int, ...]] | None = None,
     output_order: tuple[str, ...] = TFLITE_OUTPUT_ORDER,
 ) -> bytes:
     """Convert onnx2tf's Keras model → TFLite bytes with signature outputs named as the ONNX outputs, in
@@ -58,6 +58,8 @@ def keras_to_tflite(
     info: filled with {"calibrator": which one ran, "calibration_s": its time} for quantised precisions, and for
         int8 {"exact_constants": how many ADD/SUB constants `store_exact_constants` put on their exact grid}.
     float_ops: int8 only: TFLite operator types left in float (with a DEQUANTIZE before them), e.g. SOFTMAX.
+    float_nodes: int8 only: a function of the calibrated float model's bytes → the output tensor names of the
+        operators to leave in float (e.g. `sampling_grid.sampling_grid_nodes`).
     inputs: the file's inputs in the Keras model's input order (default: its one image input, "input").
     output_perms: outputs transposed inside the graph before they leave it, by name.
     """
@@ -81,13 +83,15 @@ def keras_to_tflite(
     concrete = serve.get_concrete_function()
     state: dict = {}
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
+    data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops,
+                          float_nodes)
     del converter, concrete, module, serve
     if not signature_outputs(data):  # the wrapper could not be saved: the slower Keras path keeps the names
         if len(inputs) > 1 or output_perms or inputs[0].to_keras:
             raise ExportError("TFLite conversion lost the serving signature; cannot name the inputs and outputs")
         converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-        data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops)
+        data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops,
+                          float_nodes)
         del converter
         if not signature_outputs(data):
             raise ExportError("TFLite conversion lost the serving signature; cannot name the outputs")
@@ -103,13 +107,15 @@ def keras_to_tflite(
 
 
 def _run_converter(converter, tf, precision: str, calib_images, progress: bool, calibrator: str, state: dict,
-                   float_ops: tuple[str, ...] = ()) -> bytes:
+                   float_ops: tuple[str, ...] = (), float_nodes=None) -> bytes:
     if float_ops and precision != "int8":
         raise ExportError(f"float operators inside a {precision} graph are not supported (int8 only)")
-    with warnings.catch_warnings(), quiet_fds() as stderr, kept_in_float(float_ops):
+    if precision != "int8":
+        float_nodes = None  # nothing is int8 there
+    with warnings.catch_warnings(), quiet_fds() as stderr, kept_in_float(float_ops, float_nodes):
         warnings.simplefilter("ignore")
         _configure(converter, tf, precision, calib_images, progress, stderr)
-        if float_ops:  # the denylisted operators stay float builtins
+        if float_ops or float_nodes:  # the denylisted operators stay float builtins
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         if precision in ("int8", "int16x8") and calibrator == "fast":
             patch = fast_calibration(converter.representative_dataset.samples, state, progress=progress, file=stderr)
@@ -129,10 +135,11 @@ def _run_converter(converter, tf, precision: str, calib_images, progress: bool, 
 
 
 @contextlib.contextmanager
-def kept_in_float(op_types: tuple[str, ...]):
-    """Have TensorFlow's int8 quantizer leave these operator types in float (its `denylisted_ops`, which the
-    public converter API does not expose)."""
-    if not op_types:
+def kept_in_float(op_types: tuple[str, ...], node_finder=None):
+    """Have TensorFlow's int8 quantizer leave these operator types, and the operators `node_finder` names in the
+    calibrated model it is given, in float (its `denylisted_ops` and `denylisted_nodes`, which the public
+    converter API does not expose)."""
+    if not op_types and node_finder is None:
         yield
         return
     from tensorflow.lite.python import lite
@@ -140,7 +147,9 @@ def kept_in_float(op_types: tuple[str, ...]):
     original = lite._mlir_quantize
 
     def quantize(*args, **kwargs):
-        return original(*args, **kwargs, denylisted_ops=list(op_types))
+        calibrated = args[0] if args else kwargs.get("input_data_str")
+        nodes = node_finder(calibrated) if node_finder is not None else []
+        return original(*args, **kwargs, denylisted_ops=list(op_types), denylisted_nodes=nodes)
 
     lite._mlir_quantize = quantize
     try:

@@ -274,6 +274,7 @@ def convert_pair(pair: KerasPair, key_onnx: Path, precision: str, frames: np.nda
                  float_ops: tuple[str, ...]) -> tuple[bytes, bytes, dict]:
     """→ (key-frame bytes, warped-frame bytes, what the converter reported of the calibration)."""
     from .converter import keras_to_tflite
+    from .sampling_grid import sampling_grid_nodes
 
     warped_onnx = warped_graph_path(key_onnx)
     warped_inputs = pair.graph_inputs(_onnx_shapes(warped_onnx, inputs=True))
@@ -287,7 +288,7 @@ def convert_pair(pair: KerasPair, key_onnx: Path, precision: str, frames: np.nda
                                output_order=(*TFLITE_OUTPUT_ORDER, *pair.memory))
     warped_info: dict = {}
     warped_data = keras_to_tflite(pair.warped, precision, warped_calib, progress=progress, info=warped_info,
-                                  float_ops=float_ops, inputs=warped_inputs)
+                                  float_ops=float_ops, float_nodes=sampling_grid_nodes, inputs=warped_inputs)
     if "calibration_s" in warped_info:
         info["calibration_s"] = round(info.get("calibration_s", 0.0) + warped_info["calibration_s"], 3)
     return key_data, warped_data, info
