@@ -18,9 +18,8 @@ includes quantizing the memory for the warped file's int8 inputs (that step alon
 frame at 5" is (key + 4 warped) / 5, YOLACT-Edge's default schedule. With --vela, Vela compiles the int8
 warped-frame file for the Ethos-U65 (i.MX 93) and the operators it leaves on the CPU are listed.
 
-With --agreement, detections instead of timing: the demo model and its weights in a video model (the flow net and
-SPA untrained, at their seeded init: real detections on synthetic frames) exported int8, the image file, the
-key-frame file and the warped-frame file each compared with PyTorch float on the same 9 consecutive frames of a
+With --agreement, detections instead of timing: the shipped demo and demo-video models (trained: real detections
+on synthetic frames) exported int8, the image file, the key-frame file and the warped-frame file each compared with PyTorch float on the same 9 consecutive frames of a
 held-out synthetic video (the warped file on frames 2-9 from frame 1's memory): `export.verify`'s errors and
 detection agreement, side by side.
 """
@@ -152,27 +151,14 @@ def bench_preset(preset: str, size: int, runs: int, calib_count: int, vela: bool
     return rows
 
 
-def demo_video_model():
-    """The demo's weights in its config with video=True; the flow net and SPA at their init (seed 0)."""
-    import torch
-
-    from yolactedge import load_model
-    from yolactedge.model.yolact import YolactEdge
-
-    demo = load_model("demo")
-    torch.manual_seed(0)
-    model = YolactEdge(demo.config.replace(video=True))
-    missing, unexpected = model.load_state_dict(demo.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith(("flow_net", "spa")) for k in missing), missing
-    return demo.eval(), model.eval()
-
-
 def agreement(calib_count: int, folder: Path) -> None:
     from yolactedge.export import export_model
     from yolactedge.export.calibration import synthetic_video_frames
     from yolactedge.export.verify import _warped_chain, detection_agreement, open_model, output_errors, run_model
 
-    image, video = demo_video_model()
+    from yolactedge import load_model
+
+    image, video = load_model("demo").eval(), load_model("demo-video").eval()
     size = image.config.input_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -192,7 +178,8 @@ def agreement(calib_count: int, folder: Path) -> None:
     reports = {name: {"outputs": output_errors(ours, reference),
                       "detections": detection_agreement(ours, reference, (size, size))}
                for name, (ours, reference) in runs.items()}
-    print(f"demo model at {size}, int8 vs PyTorch float, {calib_count} synthetic calibration images / frames\n")
+    print(f"demo and demo-video at {size}, int8 vs PyTorch float, {calib_count} synthetic calibration images / "
+          f"frames\n")
     print("| int8 file | boxes max abs | scores max abs | masks max abs | matched | mean box IoU | mean mask IoU |")
     print("|---|---|---|---|---|---|---|")
     for name, report in reports.items():
