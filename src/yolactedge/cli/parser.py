@@ -42,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the demo model, int8 TFLite built and cached, on the sample images")
-    demo.add_argument("--model", default="demo", help="checkpoint (.pth) or an exported .onnx/.tflite")
-    demo.add_argument("--source", help="image, folder, glob or video (default: the shipped samples)")
+    demo.add_argument("--model", default="demo",
+                      help="checkpoint (.pth; 'demo-video' or another video model runs in video mode, a key frame "
+                           "every 5) or an exported .onnx/.tflite")
+    demo.add_argument("--source", help="image, folder, glob or video (default: the shipped samples; for a video "
+                                       "model a synthetic clip)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--threads", type=int)
     demo.set_defaults(func=cmd_demo)
