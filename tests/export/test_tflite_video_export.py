@@ -158,11 +158,32 @@ def test_a_failed_verification_writes_neither_file(tiny_video_model, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_other_precisions_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
-    for precision in ("int16x8", "fp16"):
-        with pytest.raises(ExportError, match=f"a video model exports as fp32, int8; --precision {precision} is"):
-            export_model(tiny_video_model, "tflite", precision=precision, output=tmp_path / "v.tflite",
-                         progress=False)
+@pytest.mark.slow
+def test_fp16_pair_of_the_demo_video_model_is_verified_and_runs_in_video_mode(tmp_path):
+    """float16 weights, float32 inputs and outputs, both files verified against the float ONNX pair (the trained
+    demo-video: the tiny random models' near-tie detections do not survive fp16); LiteRT runs the pair in video
+    mode and agrees with PyTorch on the same schedule."""
+    from yolactedge.agreement import agreement
+    from yolactedge.data.synthetic_video import render_frames
+
+    result = export_model("demo-video", "tflite", precision="fp16", output=tmp_path / "vid.tflite", progress=False)
+    assert result.verification["passed"] and result.verification["warped"]["passed"]
+    for path in (result.path, result.warped_path):
+        inputs, outputs = signature_io(path)
+        assert all(d["dtype"] == np.float32 for d in (*inputs.values(), *outputs.values()))
+        assert read_tflite_metadata(path)["precision"] == "fp16"
+    assert result.path.stat().st_size < 4.5e6  # float16 weights: about half of the fp32 key file's 7.6 MB
+    half, full = (Detector(model, keyframe_interval=4) for model in (result.path, "demo-video"))
+    for frame, *_ in render_frames(20261130, 1, 320, 6):
+        a, b = half(frame), full(frame)
+        assert a.frame == b.frame
+        total = agreement(b.detections, a.detections)
+        assert total.reference > 0 and total.matched == total.reference and total.mean_box_iou > 0.98
+
+
+def test_int16x8_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
+    with pytest.raises(ExportError, match="a video model exports as fp32, fp16, int8; --precision int16x8 is"):
+        export_model(tiny_video_model, "tflite", precision="int16x8", output=tmp_path / "v.tflite", progress=False)
     with pytest.raises(ExportError, match="at least 20 consecutive frames .*--calib-count is 10"):
         export_model(tiny_video_model, "tflite", calib_count=10, output=tmp_path / "v.tflite", progress=False)
     few = tmp_path / "few"
