@@ -120,13 +120,10 @@ def run_demo(model: str = "demo", source: str | None = None, out_dir: str = "run
 
 
 def is_video_checkpoint(path: Path) -> bool:
-    """Whether a checkpoint holds a video model (its sidecar says so, else its keys include the flow net)."""
-    from .model.checkpoint import VIDEO_ONLY_PREFIXES, read_sidecar, read_state_dict
+    """Whether a checkpoint holds a video model: its sidecar's config, else the one its keys imply."""
+    from .model.checkpoint import infer_config, read_sidecar, read_state_dict
 
-    config = read_sidecar(path)
-    if config is not None:
-        return bool(config.video)
-    return any(k.startswith(VIDEO_ONLY_PREFIXES) for k in read_state_dict(path))
+    return (read_sidecar(path) or infer_config(read_state_dict(path))).video
 
 
 def format_agreement(result: Agreement) -> str:

@@ -105,7 +105,8 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
 
 
-def _is_constant(model, tensor) -> bool:
+def is_constant(model, tensor) -> bool:
+    """Whether a tensor's values are stored in the model (weights, biases, constants), not computed."""
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     return data is not None and len(data) > 0
 
@@ -131,7 +132,7 @@ def single_op_model(model, op_index: int) -> bytes:
             return index
         if index not in remap:
             tensor = copy.copy(graph.tensors[index])
-            if _is_constant(model, tensor):
+            if is_constant(model, tensor):
                 new.buffers.append(model.buffers[tensor.buffer])
                 tensor.buffer = len(new.buffers) - 1
             else:
@@ -146,7 +147,7 @@ def single_op_model(model, op_index: int) -> bytes:
     clone.intermediates = [take(i) for i in op.intermediates] if op.intermediates is not None else None
     sub.operators = [clone]
     sub.inputs = [remap[i] for i in dict.fromkeys(op.inputs if op.inputs is not None else [])
-                  if i >= 0 and not _is_constant(model, graph.tensors[i])]
+                  if i >= 0 and not is_constant(model, graph.tensors[i])]
     sub.outputs = list(clone.outputs)
     builder = flatbuffers.Builder(1024)
     builder.Finish(new.Pack(builder), file_identifier=b"TFL3")
@@ -202,7 +203,7 @@ def _op_timings(path: str | os.PathLike, threads: int, runs: int, warmup: int) -
         _feed(interpreter, rng)
         delegated = any(d["op_name"] == "DELEGATE" for d in interpreter._get_ops_details())
         variable_inputs = [i for i in (op.inputs if op.inputs is not None else [])
-                           if i >= 0 and not _is_constant(model, graph.tensors[i])]
+                           if i >= 0 and not is_constant(model, graph.tensors[i])]
         first_in = TENSOR_DTYPES.get(graph.tensors[variable_inputs[0]].type) if variable_inputs else None
         first_out = TENSOR_DTYPES.get(graph.tensors[op.outputs[0]].type)
         dtypes = f"{np.dtype(first_in).name if first_in else '-'}→{np.dtype(first_out).name if first_out else '?'}"

@@ -91,7 +91,7 @@ def keras_to_tflite(
             raise ExportError("TFLite conversion lost the serving signature; cannot name the inputs and outputs")
         converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
         data = _run_converter(converter, tf, precision, calib_images, progress, calibrator, state, float_ops,
-                          float_nodes)
+                              float_nodes)
         del converter
         if not signature_outputs(data):
             raise ExportError("TFLite conversion lost the serving signature; cannot name the outputs")

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ..opprofile import is_constant
 from .box_ranges import box_ranges
 from .calibration import progress_bar
 from .common import one_line
@@ -130,7 +131,7 @@ def unshare_constants(data: bytes) -> bytes:
         inputs = [int(i) for i in op.inputs]
         for k, index in enumerate(inputs):
             tensor = subgraph.tensors[index] if index >= 0 else None
-            if tensor is None or not _is_constant(model, tensor):
+            if tensor is None or not is_constant(model, tensor):
                 continue
             if tensor.buffer in used:
                 inputs[k] = _copy_constant(model, tensor)
@@ -153,11 +154,6 @@ def _copy_constant(model, tensor) -> int:
     model.buffers.append(buffer)
     model.subgraphs[0].tensors.append(duplicate)
     return len(model.subgraphs[0].tensors) - 1
-
-
-def _is_constant(model, tensor) -> bool:
-    data = model.buffers[tensor.buffer].data if 0 < tensor.buffer < len(model.buffers) else None
-    return data is not None and len(data) > 0
 
 
 def loggable_tensors(model) -> list[int]:

@@ -10,7 +10,7 @@ their weighted sum stay int8.
 """
 from __future__ import annotations
 
-from ..opprofile import op_type_name
+from ..opprofile import is_constant, op_type_name
 from .tflite_file import model_object
 
 GATHERS = ("GATHER", "GATHER_ND")
@@ -32,8 +32,7 @@ def sampling_grid_nodes(data: bytes) -> list[str]:
     producer = {int(t): op for op in subgraph.operators for t in op.outputs}
 
     def constant(index: int) -> bool:
-        buffer = subgraph.tensors[index].buffer
-        return 0 < buffer < len(model.buffers) and model.buffers[buffer].data is not None
+        return is_constant(model, subgraph.tensors[index])
 
     grid: set[int] = set()
     pending = [int(op.inputs[1]) for op in subgraph.operators if op_type_name(model, op) in GATHERS]

@@ -32,7 +32,6 @@ from .converter import GraphInput
 from .onnx2tf_step import KERAS_TOLERANCE
 from .verify import verify_pair
 
-# fp16 is left out: the tiny test model's fp16 key-frame file failed verification (box error 0.026, limit 0.005).
 VIDEO_PRECISIONS = ("fp32", "fp16", "int8")
 NHWC = (0, 2, 3, 1)  # from an ONNX (NCHW) tensor to onnx2tf's channels-last one
 
