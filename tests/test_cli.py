@@ -48,6 +48,21 @@ def test_info_bad_files(capsys, tmp_path, content, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+@pytest.mark.parametrize("content, fragment", [(None, "no such TFLite file"),
+                                               (b"garbage", "not a readable TFLite model")])
+def test_verify_only_bad_files(capsys, tmp_path, content, fragment):
+    pytest.importorskip("ai_edge_litert")
+    from yolactedge.modelmeta import MetadataError, read_tflite_metadata
+
+    path = tmp_path / "model.tflite"
+    if content is not None:
+        path.write_bytes(content)
+        with pytest.raises(MetadataError, match="unreadable"):  # a truncated flatbuffer, not a struct.error
+            read_tflite_metadata(path)
+    code, _, err = run(capsys, "export", str(path), "--verify-only", "--reference", "demo")
+    assert_one_line_error(code, err, fragment)
+
+
 def test_predict_skips_unreadable_images_and_fails_at_the_end(capsys, tmp_path, tiny_checkpoint):
     images = tmp_path / "in put ü"
     images.mkdir()

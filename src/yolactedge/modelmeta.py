@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 METADATA_NAME = "yolactedge"
@@ -62,7 +63,7 @@ def read_tflite_metadata(model: str | os.PathLike | bytes) -> dict | None:
             return None
         payload = _buffer_bytes(data, root.Buffers(entry.Buffer()))
         metadata = json.loads(payload.decode("utf-8"))
-    except (ValueError, IndexError, TypeError, AttributeError) as exc:  # malformed flatbuffer or JSON
+    except (ValueError, IndexError, TypeError, AttributeError, struct.error) as exc:  # malformed flatbuffer or JSON
         raise MetadataError(f"unreadable {METADATA_NAME} metadata ({exc})") from None
     if not isinstance(metadata, dict):
         raise MetadataError(f"unreadable {METADATA_NAME} metadata (not a JSON object)")

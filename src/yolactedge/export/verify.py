@@ -248,8 +248,8 @@ def verify_existing(tflite_path: str | os.PathLike, reference: Any) -> dict:
         raise ExportError(f"{tflite_path}: no such TFLite file")
     try:
         video_graph = (read_tflite_metadata(str(tflite_path)) or {}).get(VIDEO_GRAPH_KEY)
-    except MetadataError as exc:
-        raise ExportError(f"{tflite_path}: {one_line(exc)}") from None
+    except MetadataError:  # not a TFLite file, or one without our metadata: the runtime says which
+        video_graph = None
     if video_graph is None:
         return verify_tflite(tflite_path, reference)
     if video_graph != "key":
