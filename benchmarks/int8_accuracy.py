@@ -12,7 +12,15 @@ figures' 100 calibration renders, seed 31337), and are evaluated on the first --
 - the default with the decode's calibration ranges propagated from the regressions' (what int16x8 uses);
 - the default with only the size chain's ranges widened to what the regressions allow (`widened`);
 - the default with every range at the 0.01% / 99.99% percentiles of the calibration values (`percentile`);
-- the default calibrated on 300 images instead of 100 (`calib300`).
+- the default calibrated on 300 images instead of 100 (`calib300`);
+- the default with each level's box regressions decoded before any concatenation, so that each level's box
+  convolution gets its own int8 range instead of sharing the concatenation's (`regressions-per-level`);
+- the default with the two corners of a level added to the anchor centres apart, so that each of (offset - half
+  size) and (offset + half size) gets its own range, half the shared one (`split-corners`).
+
+--calib-seed calibrates every int8 row on 100 renders of another seed (the README's, 31337, by default): the
+decode variants' gains are smaller than what the calibration set alone moves (`int8_box_spread.py`), so compare
+them paired, seed by seed.
 
 Whole-model int8 time (LiteRT, --threads, interleaved runs: before, per-level, default in turn) is given as a
 ratio to "int8 before"; the float-group rows are diagnostics and are not timed.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import sys
 import tempfile
@@ -135,6 +144,66 @@ def widened_size_ranges():
 
 
 @contextlib.contextmanager
+def regressions_per_level():
+    """The export with each level's box regressions decoded on their own, never concatenated (in int8 a
+    concatenation gives its inputs one scale: the widest level's)."""
+    import torch
+
+    from yolactedge.model import yolact
+    from yolactedge.model.protonet import prototypes
+
+    def predict(self, pyramid, proto=None):
+        head = self.prediction_layers[0]
+        loc, conf, coef = zip(*(head(p) for p in pyramid))
+        priors = self.priors_for(pyramid).to(pyramid[0].device)
+        proto = prototypes(self.proto_net, pyramid[0]) if proto is None else proto
+        return pyramid, loc, torch.cat(conf, dim=1), torch.cat(coef, dim=1), priors, proto
+
+    def outputs(features):
+        pyramid, loc, conf, coef, priors, proto = features
+        scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)
+        levels = zip(loc, priors.split([part.shape[1] for part in loc], dim=0))
+        return torch.cat([yolact._decode_level(*level) for level in levels], dim=1), scores, coef, proto
+
+    with _patching() as patch:
+        patch(yolact.YolactEdge, "_predict", predict)
+        patch(yolact.YolactEdge, "_outputs", staticmethod(outputs))
+        yield
+
+
+@contextlib.contextmanager
+def split_corners():
+    """The export with each level's top-left and bottom-right corners added to the anchor centres apart, and
+    every concatenation under the boxes output calibrated to the image (the corners' ADDs write them)."""
+    import torch
+
+    from yolactedge.export import box_ranges
+    from yolactedge.model import yolact
+    from yolactedge.model.priors import VARIANCES
+    from yolactedge.opprofile import op_type_name
+
+    def decode_level(loc, priors):
+        shifts = loc[..., :2] * (VARIANCES[0] * priors[:, 2:])
+        half_sizes = torch.exp(loc[..., 2:] * VARIANCES[1]) * (priors[:, 2:] / 2)
+        return torch.cat(((shifts - half_sizes) + priors[:, :2], (shifts + half_sizes) + priors[:, :2]), dim=-1)
+
+    def level_boxes(model, boxes):
+        found, frontier = [boxes], [boxes]
+        while frontier:
+            tensor = frontier.pop()
+            for op in model.subgraphs[0].operators:
+                if tensor in op.outputs and op_type_name(model, op) == "CONCATENATION":
+                    found += [int(i) for i in op.inputs]
+                    frontier += [int(i) for i in op.inputs]
+        return found
+
+    with _patching() as patch:
+        patch(yolact, "_decode_level", decode_level)
+        patch(box_ranges, "_level_boxes", level_boxes)
+        yield
+
+
+@contextlib.contextmanager
 def percentile_ranges(fraction: float):
     """int8 calibrated on percentile ranges: every tensor's range leaves out its `fraction` most extreme values
     at each end over the calibration images (instead of min/max); the decoded boxes keep `box_ranges`'."""
@@ -182,7 +251,7 @@ def _patching():
     saved = []
 
     def patch(owner, name, value):
-        saved.append((owner, name, getattr(owner, name)))
+        saved.append((owner, name, inspect.getattr_static(owner, name)))  # a staticmethod stays one
         setattr(owner, name, value)
 
     try:
@@ -246,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100, help="held-out images evaluated (of 500)")
     parser.add_argument("--rows", default="float,before,groups,level,default")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calib-seed", type=int, default=CALIB_SEED,
+                        help="seed of the 100 calibration renders of the int8 rows")
     parser.add_argument("--runs", type=int, default=300, help="interleaved timed runs per int8 file")
     parser.add_argument("--data", default=str(Path(__file__).parent / "results"),
                         help="folder with (or for) the README figures' val/ and calibration/ sets")
@@ -265,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
     if not (calib / "annotations.json").is_file():
         generate_dataset(calib, 100, seed=CALIB_SEED, image_size=320)
+    if args.calib_seed != CALIB_SEED:
+        calib = data / f"calibration_seed{args.calib_seed}"
+        if not (calib / "annotations.json").is_file():
+            generate_dataset(calib, 100, seed=args.calib_seed, image_size=320)
     images, _ = load_calibration_images(calib / "images", 100, 1337, 320, progress=False)
 
     files: dict[str, Path] = {}
@@ -306,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             more, _ = load_calibration_images(work / "calib300" / "images", 300, 1337, 320, progress=False)
             files["int8, default calibrated on 300 images (the 100 and 200 more)"] = convert(
                 onnx_new, work, "int8", more, work / "calib300.tflite")
+        for row, variant, label in (("regressions-per-level", regressions_per_level, "box regressions per level"),
+                                    ("split-corners", split_corners, "corners added to the centres apart")):
+            if row in rows:
+                with variant():
+                    export_onnx(module, work / f"{row}.onnx", progress=False)
+                    files[f"int8, default with the {label}"] = convert(
+                        work / f"{row}.onnx", work, "int8", images, work / f"{row}.tflite")
         if "default" in rows:
             files["int8, per-level decode + exact anchor centres (default)"] = convert(
                 onnx_new, work, "int8", images, work / "default.tflite")
@@ -316,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = dict(zip(int8, timed))
     float_row = next((r for label, r in zip(files, results) if label.startswith("float")), None)
     base_ms = next(iter(ms.values()), None)
-    lines = [f"demo model, first {args.images} held-out images, {args.threads} thread(s)",
+    lines = [f"demo model, first {args.images} held-out images, {args.threads} thread(s), "
+             f"calibration seed {args.calib_seed}",
              "| file | box AP | % of float | mask AP | % of float | int8 ms (ratio to the first int8 row) |",
              "|---|---|---|---|---|---|"]
     table = []

@@ -1,5 +1,6 @@
 """Where the demo model's int8 box AP goes, output by output: the int8 file with one of its outputs taken from the
-float (fp32) file on the same image, and the float boxes put on the int8 boxes' grid.
+float (fp32) file on the same image, the float boxes put on the int8 boxes' grid, and those with one pyramid level's
+boxes taken back from the int8 file (which level's int8 boxes cost the AP).
 
 The boxes output of an int8 file is int8 over the image ([0, 1], a step of 1/255 of the side), whatever the
 network's precision: "float boxes on the int8 grid" is what a perfect int8 network would score, the ceiling of any
@@ -13,6 +14,7 @@ The files default to the README figures' (`readme_figures.py` writes them to ben
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -27,8 +29,25 @@ ROWS = {
 }
 
 
-def with_float_outputs(detector, reference, taken: tuple[str, ...]):
-    """`detector` whose backend returns the outputs named in `taken` from `reference`'s backend (same image)."""
+LEVELS = ("P3", "P4", "P5", "P6", "P7")
+
+
+def level_slices(input_size: int, anchors_per_cell: int = 3) -> dict[str, slice]:
+    """Each pyramid level's rows of the boxes output: P3 is input/8 cells a side (rounded up), each further level
+    halves it (rounded up), as the backbone's and the FPN's stride-2 convolutions do (40, 20, 10, 5, 3 at 320)."""
+    slices, start, side = {}, 0, math.ceil(input_size / 8)
+    for level in LEVELS:
+        count = side * side * anchors_per_cell
+        slices[level] = slice(start, start + count)
+        start, side = start + count, math.ceil(side / 2)
+    return slices
+
+
+def with_float_outputs(detector, reference, taken: tuple[str, ...], grid_phase: float = 0.0,
+                       int8_rows: slice | None = None):
+    """`detector` whose backend returns the outputs named in `taken` from `reference`'s backend (same image);
+    "on_grid" rounds the float boxes to the int8 grid shifted by `grid_phase` of a step (0: the file's grid);
+    `int8_rows` keeps those anchors' boxes from the int8 file."""
     backend, reference_backend = detector.backend, reference.backend
     own_prepare, own_invoke, latest = backend.prepare, backend.invoke, {}
 
@@ -40,7 +59,10 @@ def with_float_outputs(detector, reference, taken: tuple[str, ...]):
         ours, theirs = own_invoke(tensor), reference_backend.invoke(latest["tensor"])
         boxes = theirs.boxes
         if "on_grid" in taken:
-            boxes = np.clip(np.round(boxes * 255), 0, 255).astype(np.float32) / 255
+            boxes = ((np.round(np.clip(boxes, 0, 1) * 255 + grid_phase) - grid_phase) / 255).astype(np.float32)
+        if int8_rows is not None:
+            boxes = boxes.copy()
+            boxes[:, int8_rows] = ours.boxes[:, int8_rows]
         replaced = {"boxes": boxes} if "boxes" in taken else {}
         replaced |= {"scores": theirs.scores} if "scores" in taken else {}
         return ours._replace(**replaced)
@@ -80,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         box, mask = scored(detector)
         print(f"| {label} | {box:.4f} | {100 * box / float_box:.2f}% | {mask:.4f} | {100 * mask / float_mask:.2f}% |",
               flush=True)
+    size = Detector(args.int8).backend.input_size[0]
+    for level, rows in level_slices(size).items():
+        detector = with_float_outputs(Detector(args.int8, num_threads=args.threads, **PROTOCOL),
+                                      Detector(args.float, num_threads=args.threads, **PROTOCOL),
+                                      ("boxes", "on_grid"), int8_rows=rows)
+        box, mask = scored(detector)
+        print(f"| float boxes on the int8 grid, {level}'s from the int8 file | {box:.4f} | "
+              f"{100 * box / float_box:.2f}% | {mask:.4f} | {100 * mask / float_mask:.2f}% |", flush=True)
     return 0
 
 
