@@ -57,6 +57,18 @@ EXPECTED = {73: "convolution_55/", 117: "convolution_52/", 119: "tf.concat/", 13
             140: "PartitionedCall:0", 65: "add_69/", 115: "convolution_36/"}
 
 
+def calibration_samples(data: Path, seed: int = CALIB_SEED):
+    """The 100 calibration renders of `seed` at 320 as calibration images, rendered into `data` when absent: the
+    README's set in calibration/, another seed's in calibration_seed<seed>/."""
+    from yolactedge.data.synthetic import generate_dataset
+    from yolactedge.export.calibration import load_calibration_images
+
+    folder = data / ("calibration" if seed == CALIB_SEED else f"calibration_seed{seed}")
+    if not (folder / "annotations.json").is_file():
+        generate_dataset(folder, 100, seed=seed, image_size=320)
+    return load_calibration_images(folder / "images", 100, 1337, 320, progress=False)[0]
+
+
 def check_groups(names: list[str]) -> None:
     wrong = {k: names[k] if k < len(names) else None for k, part in EXPECTED.items()
              if k >= len(names) or part not in names[k]}
@@ -331,16 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     from yolactedge.opprofile import interleaved_latency_ms
 
     data = Path(args.data)
-    val, calib = data / "val", data / "calibration"
+    val = data / "val"
     if not (val / "annotations.json").is_file():
         generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
-    if not (calib / "annotations.json").is_file():
-        generate_dataset(calib, 100, seed=CALIB_SEED, image_size=320)
-    if args.calib_seed != CALIB_SEED:
-        calib = data / f"calibration_seed{args.calib_seed}"
-        if not (calib / "annotations.json").is_file():
-            generate_dataset(calib, 100, seed=args.calib_seed, image_size=320)
-    images, _ = load_calibration_images(calib / "images", 100, 1337, 320, progress=False)
+    images = calibration_samples(data, args.calib_seed)
 
     files: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

@@ -29,22 +29,16 @@ RESULTS = Path(__file__).parent / "results"
 
 def calibration_spread(seeds: list[int], images: int, val: Path, work: Path) -> list[tuple[int, float, float]]:
     """[(seed, box AP, mask AP)] of the default int8 export calibrated on 100 renders of each seed."""
-    from int8_accuracy import convert
+    from int8_accuracy import calibration_samples, convert
 
-    from yolactedge.data.synthetic import generate_dataset
     from yolactedge.evaluate import compare
-    from yolactedge.export.calibration import load_calibration_images
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     onnx_path = work / "demo.onnx"
     export_onnx(resolve_model("demo", None).module, onnx_path, progress=False)
     rows = []
     for seed in seeds:
-        calib = RESULTS / "calibration" if seed == CALIB_SEED else work / f"calibration_{seed}"
-        if not (calib / "annotations.json").is_file():
-            generate_dataset(calib, 100, seed=seed, image_size=320)
-        samples, _ = load_calibration_images(calib / "images", 100, 1337, 320, progress=False)
-        tflite = convert(onnx_path, work, "int8", samples, work / f"int8_{seed}.tflite")
+        tflite = convert(onnx_path, work, "int8", calibration_samples(RESULTS, seed), work / f"int8_{seed}.tflite")
         result = compare([str(tflite)], val / "images", val / "annotations.json", limit=images, num_threads=2,
                          progress=False)[0]
         rows.append((seed, result.box_ap, result.mask_ap))
