@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import sys
 import tempfile
 import time
@@ -25,6 +24,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_file import write_results  # noqa: E402
 from yolactedge.model.build import randomize_batchnorm
 
 
@@ -145,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   "profiles": dict(zip(("ours", "recipe"), (p.to_dict() for p in profiles))),
                   "interfaces": dict(zip(("ours", "recipe"), interfaces)),
                   "vela": dict(zip(("ours", "recipe"), vela)) if vela else None}
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(result, indent=1))
-    print(f"\nwritten: {args.json_out}")
+    print(f"\nwritten: {write_results(args.json_out, result)}")
     return 0
 
 

@@ -14,7 +14,6 @@ leaves, a load at least as heavy as the real one.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_convert import official_layout_checkpoint  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from yolactedge.bench_video import benchmark_video, format_video_rows  # noqa: E402
 from yolactedge.data.synthetic_video import render_frames  # noqa: E402
@@ -86,8 +86,7 @@ def main() -> int:
     ceiling = 1000 / pipelined.median_ms["inference"]
     print(f"pipelined {pipelined.fps:.2f} fps = {pipelined.fps / ceiling:.2f} x 1 / median inference "
           f"({ceiling:.2f} fps); sequential {sequential.fps:.2f} fps = {sequential.fps / ceiling:.2f} x")
-    Path(args.json_out).write_text(json.dumps({"cpu": cpu, "conf": conf, "rows": [r.to_dict() for r in rows]},
-                                              indent=1))
+    write_results(args.json_out, {"cpu": cpu, "conf": conf, "rows": [r.to_dict() for r in rows]})
     return 0
 
 

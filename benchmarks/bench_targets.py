@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_convert import official_layout_checkpoint  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 TARGETS = ("cpu", "imx8mp", "imx93")
 OUTPUTS = ("boxes", "scores", "proto", "masks")
@@ -116,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(results, vela, cpu_ms))
         output = {"results": results, "vela": vela, "cpu_whole_model_ms": cpu_ms,
                   "profiles": {t: p.to_dict() for t, p in zip(on_cpu, profiles)}}
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(output, indent=1, default=str))
-    print(f"\nwritten: {args.json_out}")
+    print(f"\nwritten: {write_results(args.json_out, output)}")
     return 0
 
 

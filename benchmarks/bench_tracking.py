@@ -13,11 +13,13 @@ releases moved ByteTrack out of the package).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_file import write_results  # noqa: E402
 
 from yolactedge.data import generate_videos, load_ytvis
 from yolactedge.evaluate import PROTOCOL
@@ -96,8 +98,7 @@ def main() -> int:
     for name, r in rows.items():
         print(f"| {name} | {r['HOTA']:.3f} | {r['DetA']:.3f} | {r['AssA']:.3f} | {r['IDF1']:.3f} | "
               f"{r['MOTA']:.3f} | {int(r['IDSW'])} | {r['video_AP']:.3f} | {r['tracks']} |")
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    write_results(args.json_out, {"args": vars(args), "rows": rows})
     return 0
 
 

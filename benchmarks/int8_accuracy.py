@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import json
 import sys
 import tempfile
 import warnings
@@ -42,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from readme_figures import CALIB_SEED, VAL_SEED  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 # Operator groups of the "int8 before" graph, by operator index in the calibrated model (onnx2tf's order for the
 # demo model at 320; `check_groups` refuses a graph where they are not the operators named here).
@@ -416,9 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {label} | {row.box_ap:.4f} | {box} | {row.mask_ap:.4f} | {mask} | {time_cell} |")
         table.append({"file": label, "box_ap": row.box_ap, "mask_ap": row.mask_ap, "int8_ms": ms.get(label)})
     print("\n".join(lines))
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps({"images": args.images, "threads": args.threads, "rows": table},
-                                              indent=1))
+    write_results(args.json_out, {"images": args.images, "threads": args.threads, "rows": table})
     return 0
 
 

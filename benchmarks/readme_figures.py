@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_file import write_results  # noqa: E402
 
 from yolactedge import __version__
 from yolactedge.assets import DEMO_CHECKPOINT
@@ -89,7 +91,7 @@ def main() -> None:
                               capture_output=True, text=True, check=True).stdout
         print("\npost-processing:\n" + post, flush=True)
         figures["postprocess"] = post
-    (out / f"figures_{'_'.join(sorted(parts))}.json").write_text(json.dumps(figures, indent=1))
+    write_results(out / f"figures_{'_'.join(sorted(parts))}.json", figures)
 
 if __name__ == "__main__":
     main()
