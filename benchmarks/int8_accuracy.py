@@ -69,6 +69,16 @@ def calibration_samples(data: Path, seed: int = CALIB_SEED):
     return load_calibration_images(folder / "images", 100, 1337, 320, progress=False)[0]
 
 
+def held_out_set(data: Path) -> Path:
+    """The README figures' 500 held-out renders (seed VAL_SEED, 320) in data/val/, rendered when absent."""
+    from yolactedge.data.synthetic import generate_dataset
+
+    val = data / "val"
+    if not (val / "annotations.json").is_file():
+        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+    return val
+
+
 def check_groups(names: list[str]) -> None:
     wrong = {k: names[k] if k < len(names) else None for k, part in EXPECTED.items()
              if k >= len(names) or part not in names[k]}
@@ -343,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolactedge.opprofile import interleaved_latency_ms
 
     data = Path(args.data)
-    val = data / "val"
-    if not (val / "annotations.json").is_file():
-        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+    val = held_out_set(data)
     images = calibration_samples(data, args.calib_seed)
 
     files: dict[str, Path] = {}

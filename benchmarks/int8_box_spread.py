@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from readme_figures import CALIB_SEED, VAL_SEED  # noqa: E402
+from readme_figures import CALIB_SEED  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -77,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     phases = [float(p) for p in args.phases.split(",")]
 
-    val = RESULTS / "val"
     for path in (RESULTS / "demo_int8.tflite", RESULTS / "demo_fp32.tflite"):
         if not path.is_file():
             raise SystemExit(f"{path}: missing (python benchmarks/readme_figures.py writes the demo's files)")
-    if not (val / "annotations.json").is_file():
-        from yolactedge.data.synthetic import generate_dataset
-        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+    from int8_accuracy import held_out_set
+
+    val = held_out_set(RESULTS)
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -26,8 +26,8 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_accuracy import calibration_samples, convert  # noqa: E402
-from readme_figures import VAL_SEED  # noqa: E402
+from int8_accuracy import calibration_samples, convert, held_out_set  # noqa: E402
+from readme_figures import CALIB_SEED  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,7 +59,7 @@ class FakeInt8:
     `quantization_points` (one range per output shape, so each pyramid level of the shared head has its own)."""
 
     def __init__(self, model) -> None:
-        self.model, self.ranges, self.handles = model, {}, []
+        self.model, self.ranges = model, {}
 
     @staticmethod
     def _key(name: str, index: int, tensor) -> tuple:
@@ -99,12 +99,12 @@ class FakeInt8:
     def attach(self) -> None:
         def hook(name):
             def quantize(_module, _inputs, output):
-                if isinstance(output, (list, tuple)):
-                    return type(output)(self._quantize(self._key(name, i, t), t) for i, t in self._outputs(output))
-                return self._quantize(self._key(name, -1, output), output)
+                quantized = [self._quantize(self._key(name, i, t), t) for i, t in self._outputs(output)]
+                return type(output)(quantized) if isinstance(output, (list, tuple)) else quantized[0]
             return quantize
 
-        self.handles = [m.register_forward_hook(hook(n)) for n, m in quantization_points(self.model)]
+        for name, module in quantization_points(self.model):
+            module.register_forward_hook(hook(name))
 
 
 def fine_tune(iters: int, lr: float, loc_weight: float, batch: int) -> dict:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--loc-weight", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seeds", default="31337,1,2,3,4", help="calibration sets (100 renders each) to pair over")
+    parser.add_argument("--seeds", default=f"{CALIB_SEED},1,2,3,4", help="calibration sets (100 renders each) to pair over")
     parser.add_argument("--images", type=int, default=500, help="held-out images evaluated (of 500)")
     parser.add_argument("--weights", help="evaluate this saved student instead of fine-tuning one")
     parser.add_argument("--save", help="write the student's state dict here")
@@ -170,15 +170,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from yolactedge.data.synthetic import generate_dataset
     from yolactedge.evaluate import compare
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    val = RESULTS / "val"
-    if not (val / "annotations.json").is_file():
-        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+    val = held_out_set(RESULTS)
     state = torch.load(args.weights, map_location="cpu") if args.weights else fine_tune(
         args.iters, args.lr, args.loc_weight, args.batch)
     if args.save:
