@@ -16,7 +16,10 @@ figures' 100 calibration renders, seed 31337), and are evaluated on the first --
 - the default with each level's box regressions decoded before any concatenation, so that each level's box
   convolution gets its own int8 range instead of sharing the concatenation's (`regressions-per-level`);
 - the default with the two corners of a level added to the anchor centres apart, so that each of (offset - half
-  size) and (offset + half size) gets its own range, half the shared one (`split-corners`).
+  size) and (offset + half size) gets its own range, half the shared one (`split-corners`);
+- the default with MobileNetV2's residual streams equalised on the calibration set first (`equalised`), as
+  `yolactedge export` does since (`yolactedge.export.equalise`; paired over calibration sets:
+  `int8_equalise.py`).
 
 --calib-seed calibrates every int8 row on 100 renders of another seed (the README's, 31337, by default): the
 decode variants' gains are smaller than what the calibration set alone moves (`int8_box_spread.py`), so compare
@@ -335,7 +338,7 @@ def requantize_with_float_group(calibrated: bytes, group: str, out: Path) -> Pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100, help="held-out images evaluated (of 500)")
-    parser.add_argument("--rows", default="float,before,groups,level,default")
+    parser.add_argument("--rows", default="float,before,groups,level,default,equalised")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calib-seed", type=int, default=CALIB_SEED,
                         help="seed of the 100 calibration renders of the int8 rows")
@@ -349,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolactedge.data.synthetic import generate_dataset
     from yolactedge.evaluate import compare
     from yolactedge.export.calibration import load_calibration_images
+    from yolactedge.export.equalise import equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
     from yolactedge.opprofile import interleaved_latency_ms
 
@@ -403,8 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                     files[f"int8, default with the {label}"] = convert(
                         work / f"{row}.onnx", work, "int8", images, work / f"{row}.tflite")
         if "default" in rows:
-            files["int8, per-level decode + exact anchor centres (default)"] = convert(
+            files["int8, per-level decode + exact anchor centres (default before equalisation)"] = convert(
                 onnx_new, work, "int8", images, work / "default.tflite")
+        if "equalised" in rows:
+            with equalised_streams(module, images):
+                export_onnx(module, work / "equalised.onnx", progress=False)
+            files["int8, the same with the streams equalised (the export's default)"] = convert(
+                work / "equalised.onnx", work, "int8", images, work / "equalised.tflite")
         results = compare([str(p) for p in files.values()], val / "images", val / "annotations.json",
                           limit=args.images, num_threads=args.threads, progress=False)
         int8 = {label: path for label, path in files.items() if label.startswith("int8")}  # not the diagnostics

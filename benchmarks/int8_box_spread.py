@@ -3,8 +3,9 @@ int8 boxes grid sits.
 
 Two tables, both on the first --images held-out images (seed 20261126) with `yolactedge compare`'s protocol:
 
-- the default int8 export calibrated on 100 renders of each of several seeds (the README's, 31337, first): one ONNX
-  file, one conversion per calibration set;
+- the int8 export before stream equalisation calibrated on 100 renders of each of several seeds (the README's,
+  31337, first): one ONNX file, one conversion per calibration set (`int8_equalise.py` pairs each of these files
+  with the equalised export the exporter now writes);
 - the float (fp32) file's boxes rounded to a grid of 1/255 of the image, as the int8 boxes output is, but with the
   grid shifted by a fraction of a step (0: the int8 file's own grid; scores and masks from the int8 file). Every
   such grid is as fine as the int8 output's, so the spread is how far sub-step placement alone moves box AP.
@@ -28,7 +29,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def calibration_spread(seeds: list[int], images: int, val: Path, work: Path) -> list[tuple[int, float, float]]:
-    """[(seed, box AP, mask AP)] of the default int8 export calibrated on 100 renders of each seed."""
+    """[(seed, box AP, mask AP)] of the int8 export before stream equalisation, calibrated on 100 renders of each
+    seed."""
     from int8_accuracy import calibration_samples, convert
 
     from yolactedge.evaluate import compare

@@ -334,6 +334,13 @@ def test_output_suffix_must_match_the_format(fmt, name, tmp_path, capsys):
 def test_int8_calibration_report(int8, calib_dir):
     result, messages = int8
     assert result.calibration["used"] == 12 and result.calibration["found"] == 15
+    streams = result.calibration["equalised_streams"]
+    assert streams["applicable"] and sorted(streams["disparity"]) == [1, 2, 3, 4, 5, 6]
+    assert streams["stages"] == [s for s, r in streams["disparity"].items() if r >= streams["threshold"]]
+    assert "  streams equalised before calibration: stage" in result.summary() if streams["stages"] else \
+        "  streams not equalised: no stage's largest channel" in result.summary()
+    sidecar = json.loads(result.path.with_suffix(".json").read_text())["equalised_streams"]
+    assert sidecar["stages"] == streams["stages"] and len(sidecar["disparity"]) == 6
     assert any("unreadable" in m and "broken.jpg" in m for m in messages)
     assert not (Path.cwd() / SAMPLE_DATA_FILE).exists()  # onnx2tf's sample file stayed in the temp dir
 
@@ -389,6 +396,14 @@ def test_fast_calibration_matches_tensorflow_calibrator(onnx_file, tmp_path, no_
         ours, theirs = fast_report["outputs"][name], tf_report["outputs"][name]
         assert ours["mean_abs"] <= 1.25 * theirs["mean_abs"] + 1e-4, name
         assert ours["max_abs"] <= 1.5 * theirs["max_abs"] + 1e-3, name
+
+
+def test_int8_from_an_onnx_file_says_its_streams_are_not_equalised(onnx_file, calib_dir, tmp_path, no_network):
+    result = export_model(onnx_file, "tflite", precision="int8", calib=calib_dir, calib_count=8, verify=False,
+                          output=tmp_path / "m.tflite", progress=False)
+    streams = result.calibration["equalised_streams"]
+    assert not streams["applicable"] and streams["stages"] == []
+    assert "streams not equalised: an ONNX file as the source" in result.summary()
 
 
 def test_imx93_without_vela_fails_cleanly(tiny, tmp_path, monkeypatch):

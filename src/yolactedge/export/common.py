@@ -100,6 +100,9 @@ class ExportResult:
             lines.append(f"  ops    {ops}")
         if self.stray_ops:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
+        equalised = (self.calibration or {}).get("equalised_streams")
+        if equalised:
+            lines.append(f"  streams {_equalisation_line(equalised)}")
         if self.warped_op_histogram:
             ops = ", ".join(f"{k} {v}" for k, v in self.warped_op_histogram.items())
             lines.append(f"  warped ops {ops}")
@@ -205,3 +208,18 @@ def last_line(text: str) -> str:
     """The last non-empty line of a tool's output: usually the one that says what went wrong."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def _equalisation_line(report: dict) -> str:
+    """What `export.equalise` did to the backbone's residual streams before calibration, in one line."""
+    if not report["applicable"]:
+        return f"not equalised: {report['reason']}"
+    ratios = report["disparity"]
+    if not report["stages"]:
+        return (f"not equalised: no stage's largest channel reaches {report['threshold']:g}x its median (at most "
+                f"{max(ratios.values()):.1f}x)")
+    stages = report["stages"]
+    others = [r for s, r in ratios.items() if s not in stages]
+    rest = f"; other stages at most {max(others):.1f}x" if others else ""
+    return (f"equalised before calibration: stage{'s' * (len(stages) > 1)} {', '.join(map(str, stages))} (largest "
+            f"channel {', '.join(f'{ratios[s]:.1f}x' for s in stages)} the median's{rest})")

@@ -214,7 +214,8 @@ def export_tflite(
         if precision in ("int8", "int16x8"):
             calib_images, calib_info = _calibration_images(stages, calib, calib_count, calib_seed,
                                                            source.input_size, progress, result_warnings)
-        onnx_path, simplified, onnx_check = _onnx_source(stages, source, workdir, progress, target, result_warnings)
+        onnx_path, simplified, onnx_check, equalised = _onnx_source(stages, source, workdir, progress, target,
+                                                                    result_warnings, calib_images)
         data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress,
                                       float_ops_for(target, precision))
         release_tf()
@@ -237,13 +238,13 @@ def export_tflite(
             vela["path"] = str(path)
             info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
         atomic_replace(final, path)
-    verify_json = write_reports(path, source, precision, target, verification, vela)
+    verify_json = write_reports(path, source, precision, target, verification, vela, equalised)
     result = ExportResult(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
         output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
-        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info), verification=verification,
-        verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
+        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info, equalised),
+        verification=verification, verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
     )
     return result
 
@@ -261,9 +262,12 @@ def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int,
 
 
 def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: str | None,
-                 result_warnings: list[str]):
-    """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None): the given ONNX file, or
-    one exported from the checkpoint into `workdir` in the target's graph form (`TARGET_GRAPHS`)."""
+                 result_warnings: list[str], calib_images):
+    """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None, the stream equalisation's
+    report or None): the given ONNX file, or one exported from the checkpoint into `workdir` in the target's graph
+    form (`TARGET_GRAPHS`), its MobileNetV2 streams equalised on the calibration images when there are some
+    (`equalise`)."""
+    from .equalise import equalised_streams
     from .onnx import export_onnx
 
     form = TARGET_GRAPHS.get(target)
@@ -271,13 +275,16 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
         if form is not None and form.separable_upsampling:
             warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
                   "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
-        return source.onnx_path, source.simplified, None
+        return source.onnx_path, source.simplified, None, {
+            "applicable": False, "disparity": {}, "stages": [], "threshold": None,
+            "reason": "an ONNX file as the source; export from the checkpoint to equalise its streams"}
     onnx_path = workdir / "model.onnx"
-    check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
-                       separable_upsampling=bool(form and form.separable_upsampling),
-                       fold_input_std=bool(form and form.fold_input_std),
-                       implicit_image_padding=bool(form and form.implicit_image_padding))["check"]
-    return onnx_path, True, check
+    with equalised_streams(source.module, calib_images) as equalised:
+        check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
+                           separable_upsampling=bool(form and form.separable_upsampling),
+                           fold_input_std=bool(form and form.fold_input_std),
+                           implicit_image_padding=bool(form and form.implicit_image_padding))["check"]
+    return onnx_path, True, check, equalised if calib_images is not None else None
 
 
 def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, precision: str, calib_images,
@@ -302,7 +309,8 @@ def _verify(model_file: Path, onnx_path: Path, images, description: str, precisi
                          print_table=progress, precision=precision)
 
 
-def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:
+def _calib_summary(info: dict | None, convert_info: dict, equalised: dict | None = None) -> dict | None:
     if info is None:
         return None
-    return {k: v for k, v in info.items() if k != "files"} | convert_info
+    streams = {} if equalised is None else {"equalised_streams": equalised}
+    return {k: v for k, v in info.items() if k != "files"} | convert_info | streams

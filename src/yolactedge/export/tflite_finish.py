@@ -63,14 +63,16 @@ def compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: d
 
 
 def write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None,
-                   vela: dict | None) -> Path | None:
-    """The `<stem>.json` sidecar (with Vela's placement for imx93) and, after a verification,
-    `<stem>.verify.json` → the latter's path."""
+                   vela: dict | None, equalised: dict | None = None) -> Path | None:
+    """The `<stem>.json` sidecar (with Vela's placement for imx93 and what `equalise` did before calibration)
+    and, after a verification, `<stem>.verify.json` → the latter's path."""
     from ..config import config_to_dict
 
     # The runtime reads class names (and the source config) from this sidecar.
     sidecar = {"class_names": list(source.config.class_names), "config": config_to_dict(source.config),
                "source": source.origin, "precision": precision, "target": target}
+    if equalised is not None:
+        sidecar["equalised_streams"] = equalised
     if vela is not None:
         sidecar["vela"] = {k: vela[k] for k in ("accelerator", "version", "command", "summary", "placement")}
     write_json(path.with_suffix(".json"), sidecar)

@@ -1,0 +1,127 @@
+"""Which int8 roundings make the demo's box regressions noisy: a simulation in PyTorch, one source at a time.
+
+The int8 file's roundings are simulated on the demo model: per-tensor int8 activations on every tensor the int8 file
+stores (`int8_qat.FakeInt8`: min/max over the README's 100 calibration renders, as the converter takes them) and
+per-output-channel symmetric int8 weights (the converter's scheme; BatchNorm scales each output channel, so this is
+the same before and after folding). Each row turns on one group of roundings; the table gives the box regressions'
+SNR against float per pyramid level on the first --images held-out images, each anchor weighted by the float
+model's foreground probability (where boxes are kept). Noise from separate sources adds, so the smallest SNRs are
+the sources that matter. The last rows repeat the rounding of every activation (and then of everything) after
+`yolactedge.export.equalise` has equalised the backbone's residual streams.
+
+    python benchmarks/int8_noise_sources.py
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from int8_accuracy import calibration_samples, held_out_set  # noqa: E402
+from int8_qat import FakeInt8, quantization_points  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+GROUPS = {
+    "stem and stage 1": ("backbone.layers.0.", "backbone.layers.1."),
+    "stage 2": ("backbone.layers.2.",), "stage 3": ("backbone.layers.3.",), "stage 4": ("backbone.layers.4.",),
+    "stage 5": ("backbone.layers.5.",), "stage 6 (C5)": ("backbone.layers.6.",), "FPN": ("fpn_phase",),
+    "prediction head": ("prediction_layers.", "head."),
+}
+
+
+def round_weights(model) -> None:
+    """Every convolution's weights on a per-output-channel symmetric int8 grid."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                step = module.weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12) / 127
+                module.weight.copy_(torch.round(module.weight / step) * step)
+
+
+def round_activations(model, calibration, prefixes: tuple[str, ...] | None) -> None:
+    """int8 fake quantization on the stored tensors whose names start with one of `prefixes` (None: all)."""
+    fake = FakeInt8(model)
+    fake.observe(calibration)
+
+    def hook(name):
+        def quantize(_module, _inputs, output):
+            rounded = [fake._quantize(fake._key(name, i, t), t) for i, t in fake._outputs(output)]
+            return type(output)(rounded) if isinstance(output, (list, tuple)) else rounded[0]
+        return quantize
+
+    for name, module in quantization_points(model):
+        if prefixes is None or name.startswith(prefixes):
+            module.register_forward_hook(hook(name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=24, help="held-out images (of 500)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from yolactedge.export.equalise import equalised_streams
+    from yolactedge.model.build import load_model
+
+    torch.set_num_threads(args.threads)
+    samples = calibration_samples(RESULTS)
+    calibration = torch.from_numpy(np.stack(samples)).float().permute(0, 3, 1, 2)
+    paths = sorted((held_out_set(RESULTS) / "images").iterdir())[:args.images]
+    images = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
+    x = torch.from_numpy(images).float().permute(0, 3, 1, 2)
+
+    def regressions(model):
+        with torch.no_grad():
+            pyramid, loc, conf, *_ = model._features(x)
+        return loc, conf, [level.shape[-2] * level.shape[-1] for level in pyramid]
+
+    loc_float, conf_float, cells = regressions(load_model("demo"))
+    weight = 1 - torch.softmax(conf_float, -1)[..., 0]
+    anchors = loc_float.shape[1] // sum(cells)
+    bounds = np.cumsum([0] + [n * anchors for n in cells])
+
+    def snr(model) -> list[float]:
+        loc = regressions(model)[0]
+        out = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            w = weight[:, start:stop]
+            noise = (((loc - loc_float)[:, start:stop] ** 2).mean(-1) * w).sum()
+            signal = ((loc_float[:, start:stop] ** 2).mean(-1) * w).sum()
+            out.append(float(10 * torch.log10(signal / noise)))
+        return out
+
+    def row(label: str, weights: bool, prefixes, equalised: bool = False) -> None:
+        model = load_model("demo")
+        with equalised_streams(model, samples) if equalised else contextlib.nullcontext():
+            if weights:
+                round_weights(model)
+            if prefixes != ():
+                round_activations(model, calibration, prefixes)
+            values = snr(model)
+        print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |", flush=True)
+
+    print(f"demo model at 320, first {args.images} held-out images: box regressions' SNR against float (dB), "
+          "foreground-weighted")
+    print("| int8 rounding of | " + " | ".join(f"P{3 + i}" for i in range(len(cells))) + " |")
+    print("|---|" + "---|" * len(cells))
+    row("everything (weights and activations)", True, None)
+    row("weights only", True, ())
+    row("activations only", False, None)
+    for label, prefixes in GROUPS.items():
+        row(f"activations of {label} only", False, prefixes)
+    row("streams equalised: activations of stage 6 (C5) only", False, GROUPS["stage 6 (C5)"], equalised=True)
+    row("streams equalised: activations only", False, None, equalised=True)
+    row("streams equalised: everything", True, None, equalised=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
