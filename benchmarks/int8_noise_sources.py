@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ GROUPS = {
     "stage 5": ("backbone.layers.5.",), "stage 6 (C5)": ("backbone.layers.6.",), "FPN": ("fpn_phase",),
     "prediction head": ("prediction_layers.", "head."),
 }
+STAGE_6_RELU6 = "backbone.layers.6.*.conv.*"  # the expansions' and depthwise convolutions' ReLU6 outputs
 
 
 def round_weights(model) -> None:
@@ -42,8 +44,8 @@ def round_weights(model) -> None:
                 module.weight.copy_(torch.round(module.weight / step) * step)
 
 
-def round_activations(model, calibration, prefixes: tuple[str, ...] | None) -> None:
-    """int8 fake quantization on the stored tensors whose names start with one of `prefixes` (None: all)."""
+def round_activations(model, calibration, selected) -> None:
+    """int8 fake quantization on the stored tensors whose names `selected(name)` accepts."""
     fake = FakeInt8(model)
     fake.observe(calibration)
 
@@ -54,7 +56,7 @@ def round_activations(model, calibration, prefixes: tuple[str, ...] | None) -> N
         return quantize
 
     for name, module in quantization_points(model):
-        if prefixes is None or name.startswith(prefixes):
+        if selected(name):
             module.register_forward_hook(hook(name))
 
 
@@ -98,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             out.append(float(10 * torch.log10(signal / noise)))
         return out
 
-    def row(label: str, weights: bool, prefixes, equalised: bool = False) -> None:
+    def row(label: str, weights: bool, selected, equalised: bool = False) -> None:
         model = load_model("demo")
         with equalised_streams(model, samples) if equalised else contextlib.nullcontext():
             if weights:
                 round_weights(model)
-            if prefixes != ():
-                round_activations(model, calibration, prefixes)
+            if selected is not None:
+                round_activations(model, calibration, selected)
             values = snr(model)
         print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |", flush=True)
 
@@ -112,14 +114,23 @@ def main(argv: list[str] | None = None) -> int:
           "foreground-weighted")
     print("| int8 rounding of | " + " | ".join(f"P{3 + i}" for i in range(len(cells))) + " |")
     print("|---|" + "---|" * len(cells))
-    row("everything (weights and activations)", True, None)
-    row("weights only", True, ())
-    row("activations only", False, None)
+    def every(_name: str) -> bool:
+        return True
+
+    def stage_6(name: str) -> bool:
+        return name.startswith(GROUPS["stage 6 (C5)"])
+
+    row("everything (weights and activations)", True, every)
+    row("weights only", True, None)
+    row("activations only", False, every)
     for label, prefixes in GROUPS.items():
-        row(f"activations of {label} only", False, prefixes)
-    row("streams equalised: activations of stage 6 (C5) only", False, GROUPS["stage 6 (C5)"], equalised=True)
-    row("streams equalised: activations only", False, None, equalised=True)
-    row("streams equalised: everything", True, None, equalised=True)
+        row(f"activations of {label} only", False, lambda name, p=prefixes: name.startswith(p))
+    row("activations of stage 6's residual stream only (projections and sums)", False,
+        lambda name: stage_6(name) and not fnmatch.fnmatch(name, STAGE_6_RELU6))
+    row("activations of stage 6's ReLU6 outputs only", False, lambda name: fnmatch.fnmatch(name, STAGE_6_RELU6))
+    row("streams equalised: activations of stage 6 (C5) only", False, stage_6, equalised=True)
+    row("streams equalised: activations only", False, every, equalised=True)
+    row("streams equalised: everything", True, every, equalised=True)
     return 0
 
 
