@@ -39,8 +39,8 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
     A stream's disparity is the largest, over its tensors, of the largest channel's magnitude over the median
     channel's. The report: {"applicable": bool, "disparity": {stage: ratio}, "stages": [equalised stages],
     "threshold": min_disparity}; a backbone without linear streams (ResNet: its sums pass a ReLU) is left as it
-    is, with "applicable" False and a "reason". ExportError
-    when the equalised model's outputs differ from the original's (a reader was missed).
+    is, with "applicable" False and a "reason". ExportError when the equalised model's outputs differ from the
+    original's (a reader was missed).
     """
     from ..model.backbone import MobileNetV2Backbone
 
@@ -54,13 +54,14 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
     disparity = {stage: float((p.amax(1) / p.median(1).values.clamp(min=1e-12)).max()) for stage, p in peaks.items()}
     stages = [stage for stage, ratio in disparity.items() if ratio >= min_disparity]
     saved = {}
+    reference = _outputs(model, images[:2]) if stages else None
     try:
         for stage in stages:
             magnitude = peaks[stage].amax(0)
             scale = (magnitude / magnitude.median()).clamp(1 / MAX_SCALE, MAX_SCALE)
             _rescale_stream(model, stage, scale, saved)
         if stages:
-            _check_unchanged(model, images[:2], saved)
+            _check_unchanged(_outputs(model, images[:2]), reference)
         yield {"applicable": True, "disparity": {s: round(r, 2) for s, r in disparity.items()}, "stages": stages,
                "threshold": min_disparity}
     finally:
@@ -131,21 +132,17 @@ def _scale(parameter, factor, saved: dict) -> None:
     parameter.data.mul_(factor)
 
 
-def _check_unchanged(model, images: np.ndarray, saved: dict) -> None:
-    """The equalised model against the original on `images`: the float outputs must not move."""
+def _outputs(model, images: np.ndarray):
     import torch
 
     from .onnx import torch_images
 
-    x = torch_images(images)
     with torch.no_grad():
-        equalised = model(x)
-        current = {key: parameter.data.clone() for key, (parameter, _) in saved.items()}
-        for parameter, original in saved.values():
-            parameter.data.copy_(original)
-        reference = model(x)
-        for key, (parameter, _) in saved.items():
-            parameter.data.copy_(current[key])
+        return model(torch_images(images))
+
+
+def _check_unchanged(equalised, reference) -> None:
+    """The equalised model's float outputs against the original's: they must not move."""
     for name, a, b in zip(("boxes", "scores", "masks", "protos"), equalised, reference):
         error = float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
         if error > FLOAT_TOLERANCE:
