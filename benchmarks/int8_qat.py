@@ -14,6 +14,8 @@ the default export of the demo's own weights on the same set (paired: the calibr
 
     python benchmarks/int8_qat.py          # 1,200 steps, paired over 5 calibration sets, all 500 images
     python benchmarks/int8_qat.py --weights student.pth --seeds 3,4      # evaluate a saved student again
+    python benchmarks/int8_qat.py --weights student.pth --min-disparity 4  # both exported with the exporter's
+                                                                           # stream equalisation (export.equalise)
 """
 from __future__ import annotations
 
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=500, help="held-out images evaluated (of 500)")
     parser.add_argument("--weights", help="evaluate this saved student instead of fine-tuning one")
     parser.add_argument("--save", help="write the student's state dict here")
+    parser.add_argument("--min-disparity", type=float, default=float("inf"),
+                        help="equalise the int8 exports' streams as `yolactedge export` does, here from this "
+                             "disparity (4: the export's default; default: none, as the results file was made)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json-out", default=str(RESULTS / "int8_qat.json"))
     args = parser.parse_args(argv)
@@ -171,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from yolactedge.evaluate import compare
+    from yolactedge.export.equalise import equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     torch.set_num_threads(args.threads)
@@ -184,22 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         work = Path(tmp)
-        demo = resolve_model("demo", None).module
+        demo, student = resolve_model("demo", None).module, resolve_model("demo", None).module
+        student.load_state_dict(state)
         export_onnx(demo, work / "demo.onnx", progress=False)
-        demo.load_state_dict(state)
-        export_onnx(demo, work / "student.onnx", progress=False)
+        export_onnx(student, work / "student.onnx", progress=False)
         files["float"] = convert(work / "demo.onnx", work, "fp32", None, work / "fp32.tflite")
         files["student float"] = convert(work / "student.onnx", work, "fp32", None, work / "student_fp32.tflite")
         for seed in seeds:
             images = calibration_samples(RESULTS, seed)
-            files[f"default {seed}"] = convert(work / "demo.onnx", work, "int8", images, work / f"d{seed}.tflite")
-            files[f"student {seed}"] = convert(work / "student.onnx", work, "int8", images, work / f"s{seed}.tflite")
+            for label, module, stem in (("default", demo, "d"), ("student", student, "s")):
+                onnx_path = work / f"{stem}{seed}.onnx"
+                with equalised_streams(module, images, args.min_disparity):
+                    export_onnx(module, onnx_path, progress=False)
+                files[f"{label} {seed}"] = convert(onnx_path, work, "int8", images, work / f"{stem}{seed}.tflite")
         rows = compare([str(p) for p in files.values()], val / "images", val / "annotations.json",
                        limit=args.images, num_threads=args.threads, progress=False)
     ap = {label: (row.box_ap, row.mask_ap) for label, row in zip(files, rows)}
     float_box, float_mask = ap["float"]
     how = f"--weights {Path(args.weights).name}" if args.weights else (
         f"--iters {args.iters} --lr {args.lr:g} --loc-weight {args.loc_weight:g} --batch {args.batch}")
+    how += f", streams equalised from disparity {args.min_disparity:g}" if args.min_disparity != float("inf") else ""
     print(f"demo model, first {args.images} held-out images; student: {how}")
     print(f"float (fp32 file): box AP {float_box:.4f}, mask AP {float_mask:.4f}; the student's fp32 file: box AP "
           f"{ap['student float'][0]:.4f}, mask AP {ap['student float'][1]:.4f}")
