@@ -275,9 +275,9 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
         if form is not None and form.separable_upsampling:
             warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
                   "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
-        return source.onnx_path, source.simplified, None, {
-            "applicable": False, "disparity": {}, "stages": [], "threshold": None,
-            "reason": "an ONNX file as the source; export from the checkpoint to equalise its streams"}
+        not_equalised = {"applicable": False, "disparity": {}, "stages": [], "threshold": None,
+                         "reason": "an ONNX file as the source; export from the checkpoint to equalise its streams"}
+        return source.onnx_path, source.simplified, None, not_equalised if calib_images is not None else None
     onnx_path = workdir / "model.onnx"
     with equalised_streams(source.module, calib_images) as equalised:
         check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
