@@ -69,13 +69,17 @@ class RssSampler:
         self._thread.join()
 
 
-def official_layout_checkpoint(preset: str, folder: Path) -> Path:
+def official_layout_checkpoint(preset: str, folder: Path, seed: int = 0) -> Path:
     """A random-weight .pth holding only the state_dict in the original's key layout (no config sidecar), as
-    an official checkpoint is; the exporter infers the architecture from its keys."""
+    an official checkpoint is; the exporter infers the architecture from its keys. The same `seed` gives the same
+    weights, so a rerun of a benchmark measures the same model."""
+    import torch
+
     from yolactedge import build_model
     from yolactedge.model.build import randomize_batchnorm
     from yolactedge.model.checkpoint import save_checkpoint, sidecar_path
 
+    torch.manual_seed(seed)
     model = randomize_batchnorm(build_model(preset))
     path = save_checkpoint(model, folder / f"{preset}_random.pth")
     sidecar_path(path).unlink()
