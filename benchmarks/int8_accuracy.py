@@ -72,13 +72,14 @@ def calibration_samples(data: Path, seed: int = CALIB_SEED):
     return load_calibration_images(folder / "images", 100, 1337, 320, progress=False)[0]
 
 
-def held_out_set(data: Path) -> Path:
-    """The README figures' 500 held-out renders (seed VAL_SEED, 320) in data/val/, rendered when absent."""
+def held_out_set(data: Path, seed: int = VAL_SEED) -> Path:
+    """500 renders of `seed` at 320, rendered into `data` when absent: the README figures' held-out set in val/,
+    another seed's in val_seed<seed>/."""
     from yolactedge.data.synthetic import generate_dataset
 
-    val = data / "val"
+    val = data / ("val" if seed == VAL_SEED else f"val_seed{seed}")
     if not (val / "annotations.json").is_file():
-        generate_dataset(val, 500, seed=VAL_SEED, image_size=320)
+        generate_dataset(val, 500, seed=seed, image_size=320)
     return val
 
 

@@ -32,16 +32,6 @@ from results_file import write_results  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 
-def selection_set(seed: int) -> Path:
-    """500 renders of `seed` at 320 in results/val_seed<seed>/, rendered when absent."""
-    from yolactedge.data.synthetic import generate_dataset
-
-    folder = RESULTS / f"val_seed{seed}"
-    if not (folder / "annotations.json").is_file():
-        generate_dataset(folder, 500, seed=seed, image_size=320)
-    return folder
-
-
 def main(argv: list[str] | None = None) -> int:
     from yolactedge.export.equalise import MIN_DISPARITY
 
@@ -63,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolactedge.export.onnx import export_onnx, resolve_model
     from yolactedge.opprofile import interleaved_latency_ms
 
-    val = held_out_set(RESULTS) if args.val_seed == VAL_SEED else selection_set(args.val_seed)
+    val = held_out_set(RESULTS, args.val_seed)
     files: dict[str, Path] = {}
     reports = {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_accuracy import calibration_samples, held_out_set  # noqa: E402
-from int8_qat import FakeInt8, quantization_points  # noqa: E402
+from int8_qat import FakeInt8  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = {
@@ -48,16 +48,7 @@ def round_activations(model, calibration, selected) -> None:
     """int8 fake quantization on the stored tensors whose names `selected(name)` accepts."""
     fake = FakeInt8(model)
     fake.observe(calibration)
-
-    def hook(name):
-        def quantize(_module, _inputs, output):
-            rounded = [fake._quantize(fake._key(name, i, t), t) for i, t in fake._outputs(output)]
-            return type(output)(rounded) if isinstance(output, (list, tuple)) else rounded[0]
-        return quantize
-
-    for name, module in quantization_points(model):
-        if selected(name):
-            module.register_forward_hook(hook(name))
+    fake.attach(selected)
 
 
 def main(argv: list[str] | None = None) -> int:

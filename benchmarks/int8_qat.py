@@ -98,7 +98,8 @@ class FakeInt8:
         zero_point = max(-128, min(127, round(-128 - low / scale)))
         return torch.fake_quantize_per_tensor_affine(tensor, scale, zero_point, -128, 127)
 
-    def attach(self) -> None:
+    def attach(self, selected=lambda name: True) -> None:
+        """Fake quantization on the outputs of the quantization points whose names `selected` accepts."""
         def hook(name):
             def quantize(_module, _inputs, output):
                 quantized = [self._quantize(self._key(name, i, t), t) for i, t in self._outputs(output)]
@@ -106,7 +107,8 @@ class FakeInt8:
             return quantize
 
         for name, module in quantization_points(self.model):
-            module.register_forward_hook(hook(name))
+            if selected(name):
+                module.register_forward_hook(hook(name))
 
 
 def fine_tune(iters: int, lr: float, loc_weight: float, batch: int) -> dict:
