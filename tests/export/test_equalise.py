@@ -92,3 +92,18 @@ def test_resnet_streams_are_left_alone(images):
     with equalised_streams(model, images) as report:
         assert not report["applicable"] and report["stages"] == [] and "ResNet" in report["reason"]
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_stream_of_another_layout_is_refused_before_any_weight_changes(demo):
+    """A scale that does not match the stream's channels (a backbone other than the one this code assumes)."""
+    before = {k: v.clone() for k, v in demo.state_dict().items()}
+    with pytest.raises(ExportError, match="unexpected producer of stage 6"):
+        equalise._rescale_stream(demo, 6, torch.ones(7), {})
+    lateral = demo.fpn_phase_1.lat_layers[0]
+    demo.fpn_phase_1.lat_layers[0] = torch.nn.Conv2d(160, 32, 3)  # a reader that is not a 1x1 convolution
+    try:
+        with pytest.raises(ExportError, match="unexpected reader of stage 6"):
+            equalise._rescale_stream(demo, 6, torch.full((160,), 2.0), {})
+    finally:
+        demo.fpn_phase_1.lat_layers[0] = lateral
+    assert all(torch.equal(v, before[k]) for k, v in demo.state_dict().items())

@@ -45,9 +45,9 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
     from ..model.backbone import MobileNetV2Backbone
 
     if not isinstance(model.backbone, MobileNetV2Backbone) or images is None or len(images) == 0:
-        reason = "no calibration images" if isinstance(model.backbone, MobileNetV2Backbone) else \
-            "the backbone's residual sums pass a ReLU (ResNet), so its streams cannot be rescaled"
-        yield {"applicable": False, "disparity": {}, "stages": [], "threshold": min_disparity, "reason": reason}
+        yield not_equalised("no calibration images" if isinstance(model.backbone, MobileNetV2Backbone) else
+                            "the backbone's residual sums pass a ReLU (ResNet), so its streams cannot be rescaled",
+                            min_disparity)
         return
     model.eval()
     peaks = _stream_magnitudes(model, images)
@@ -67,6 +67,11 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
     finally:
         for parameter, original in saved.values():
             parameter.data.copy_(original)
+
+
+def not_equalised(reason: str, min_disparity: float | None = None) -> dict:
+    """The report of an export whose streams were left as they are, and why."""
+    return {"applicable": False, "disparity": {}, "stages": [], "threshold": min_disparity, "reason": reason}
 
 
 def _stream_magnitudes(model, images: np.ndarray) -> dict:
@@ -104,24 +109,29 @@ def _stream_magnitudes(model, images: np.ndarray) -> dict:
 
 
 def _rescale_stream(model, stage: int, scale, saved: dict) -> None:
-    """Divide the stream's channels by `scale` at its producers, multiply its readers' input weights by it."""
+    """Divide the stream's channels by `scale` at its producers, multiply its readers' input weights by it; every
+    producer and reader is checked against the stream's layout before any weight changes."""
     from ..model.backbone import MOBILENETV2_SELECTED
 
     backbone = model.backbone
     blocks = list(backbone.layers[stage])
-    for block in blocks:
-        norm = block.conv[-1]
-        _scale(norm.weight, 1 / scale, saved)
-        _scale(norm.bias, 1 / scale, saved)
+    producers = [block.conv[-1] for block in blocks]
     readers = [block.conv[0][0] for block in blocks[1:]]
     if stage + 1 < len(backbone.layers) - 1:
         readers.append(backbone.layers[stage + 1][0].conv[0][0])
     if stage in MOBILENETV2_SELECTED:
         laterals = model.fpn_phase_1.lat_layers
         readers.append(laterals[len(laterals) - 1 - MOBILENETV2_SELECTED.index(stage)])
+    for norm in producers:
+        if norm.num_features != scale.numel():
+            raise ExportError(f"stream equalisation: unexpected producer of stage {stage}: {norm}")
     for conv in readers:
         if conv.groups != 1 or conv.kernel_size != (1, 1) or conv.in_channels != scale.numel():
             raise ExportError(f"stream equalisation: unexpected reader of stage {stage}: {conv}")
+    for norm in producers:
+        _scale(norm.weight, 1 / scale, saved)
+        _scale(norm.bias, 1 / scale, saved)
+    for conv in readers:
         _scale(conv.weight, scale.view(1, -1, 1, 1), saved)
 
 

@@ -267,7 +267,7 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
     report or None): the given ONNX file, or one exported from the checkpoint into `workdir` in the target's graph
     form (`TARGET_GRAPHS`), its MobileNetV2 streams equalised on the calibration images when there are some
     (`equalise`)."""
-    from .equalise import equalised_streams
+    from .equalise import equalised_streams, not_equalised
     from .onnx import export_onnx
 
     form = TARGET_GRAPHS.get(target)
@@ -275,9 +275,8 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
         if form is not None and form.separable_upsampling:
             warn("an ONNX source keeps its FPN resizes, which Vela may leave on the CPU; export from the "
                   "checkpoint to place them on the NPU", result_warnings, stacklevel=4)
-        not_equalised = {"applicable": False, "disparity": {}, "stages": [], "threshold": None,
-                         "reason": "an ONNX file as the source; export from the checkpoint to equalise its streams"}
-        return source.onnx_path, source.simplified, None, not_equalised if calib_images is not None else None
+        report = not_equalised("an ONNX file as the source; export from the checkpoint to equalise its streams")
+        return source.onnx_path, source.simplified, None, report if calib_images is not None else None
     onnx_path = workdir / "model.onnx"
     with equalised_streams(source.module, calib_images) as equalised:
         check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
