@@ -22,15 +22,22 @@ SIZE = 550
 
 
 def imx93_graph_int8(workdir: Path, calib_count: int) -> Path:
-    """The int8 file `--target imx93` hands to Vela: the imx93 graph form's ONNX, converted as it is."""
+    """The int8 file `--target imx93` hands to Vela: the imx93 graph form's ONNX, its streams equalised on the
+    export's own calibration images (as the export does before its ONNX step), converted as it is."""
     from yolactedge.export import export_model
+    from yolactedge.export.calibration import DEFAULT_CALIB_SEED, calibration_dataset
     from yolactedge.export.common import TARGET_GRAPHS
+    from yolactedge.export.equalise import equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     form = TARGET_GRAPHS["imx93"]
     onnx_path = workdir / "demo_550_imx93_graph.onnx"
-    export_onnx(resolve_model("demo", SIZE).module, onnx_path, separable_upsampling=form.separable_upsampling,
-                fold_input_std=form.fold_input_std, progress=False)
+    model = resolve_model("demo", SIZE).module
+    images, _ = calibration_dataset(None, calib_count, DEFAULT_CALIB_SEED, SIZE, progress=False)
+    with equalised_streams(model, images) as report:
+        export_onnx(model, onnx_path, separable_upsampling=form.separable_upsampling,
+                    fold_input_std=form.fold_input_std, progress=False)
+    print(f"imx93 graph: streams equalised on stages {report['stages']}")
     return export_model(onnx_path, "tflite", target="imx8mp", calib_count=calib_count,
                         output=workdir / "demo_550_imx93_before_vela.tflite", progress=False).path
 

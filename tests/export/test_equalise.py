@@ -45,6 +45,18 @@ def test_float_outputs_unchanged_and_weights_restored(demo, images):
     assert all(torch.equal(v, before[k]) for k, v in demo.state_dict().items())
 
 
+def test_a_video_model_keeps_its_warped_frames_too(images):
+    """The warped frame reads the stream through the C3 lateral and the flow net: its outputs are checked too."""
+    video = load_model("demo-video")
+    reference = equalise._outputs(video, images[:2])
+    assert {name for name in reference if name.startswith("warped-frame")} == {
+        "warped-frame boxes", "warped-frame scores", "warped-frame masks", "warped-frame protos"}
+    with equalised_streams(video, images, min_disparity=1.0) as report:
+        assert report["stages"] == [1, 2, 3, 4, 5, 6]
+        for name, tensor in equalise._outputs(video, images[:2]).items():
+            assert relative_error(tensor, reference[name]) < 1e-5, name
+
+
 def test_equalised_channels_reach_one_magnitude(demo, images):
     before = equalise._stream_magnitudes(demo, images)
     with equalised_streams(demo, images, min_disparity=1.0):

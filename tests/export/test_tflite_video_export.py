@@ -119,6 +119,12 @@ def test_int8_warped_file_keeps_its_sampling_grid_in_float(int8_pair, fp32_pairs
 def test_int8_pair_is_calibrated_on_the_folders_frames_and_verified_on_the_next(int8_pair, frame_folder):
     calibration = int8_pair.calibration
     assert calibration["source"] == str(frame_folder) and calibration["used"] == 20
+    streams = calibration["equalised_streams"]  # on the calibration frames, as an image model's export does
+    assert streams["applicable"] and sorted(streams["disparity"]) == [1, 2, 3, 4, 5, 6]
+    assert streams["stages"] == [s for s, r in streams["disparity"].items() if r >= streams["threshold"]]
+    assert "  streams " in int8_pair.summary()
+    sidecar = json.loads(int8_pair.path.with_suffix(".json").read_text())["equalised_streams"]
+    assert sidecar["stages"] == streams["stages"]
     report = json.loads(int8_pair.verify_json.read_text())
     assert report["passed"] and report["warped"]["passed"] and report["warped"]["frame"] == "warped"
     assert report["images"].startswith(f"4 consecutive held-out frames from {frame_folder}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
+from ..export.calibration import DEFAULT_CALIB_SEED
 from ..export.common import TARGETS
 from ..runtime.detector import DEFAULT_SCORE_THRESHOLD
 from .commands import (
@@ -70,7 +71,7 @@ def _add_export(sub) -> None:
     export.add_argument("--calib", help="folder of calibration images (jpg/png/bmp, searched recursively); for a "
                         "video model, consecutive frames of a video in sorted name order")
     export.add_argument("--calib-count", type=int, default=100)
-    export.add_argument("--calib-seed", type=int, default=1337)
+    export.add_argument("--calib-seed", type=int, default=DEFAULT_CALIB_SEED)
     export.add_argument("--imgsz", type=int, help="input size (default: the model's own)")
     export.add_argument("--output", help="output file (default: beside the model)")
     export.add_argument("--target", choices=TARGETS,

@@ -142,18 +142,27 @@ def _scale(parameter, factor, saved: dict) -> None:
     parameter.data.mul_(factor)
 
 
-def _outputs(model, images: np.ndarray):
+def _outputs(model, images: np.ndarray) -> dict:
+    """{name: tensor}: the image outputs on `images`; a video model's also its warped frame's on the second image,
+    from the first's memory (the flow net reads the stream through the lateral too)."""
     import torch
 
     from .onnx import torch_images
 
+    names = ("boxes", "scores", "masks", "protos")
+    x = torch_images(images)
     with torch.no_grad():
-        return model(torch_images(images))
+        outputs = dict(zip(names, model(x)))
+        if model.config.video and len(x) > 1:
+            _, memory = model.key_frame(x[:1])
+            outputs |= {f"warped-frame {n}": t for n, t in zip(names, model.warped_frame(x[1:2], memory))}
+    return outputs
 
 
-def _check_unchanged(equalised, reference) -> None:
+def _check_unchanged(equalised: dict, reference: dict) -> None:
     """The equalised model's float outputs against the original's: they must not move."""
-    for name, a, b in zip(("boxes", "scores", "masks", "protos"), equalised, reference):
+    for name in reference:
+        a, b = equalised[name], reference[name]
         error = float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
         if error > FLOAT_TOLERANCE:
             raise ExportError(f"stream equalisation changed the float {name} by {error:.2e} (relative); "

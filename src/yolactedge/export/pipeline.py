@@ -15,7 +15,7 @@ from typing import Any
 
 from ..assets import is_shipped_name
 from ..modelmeta import model_metadata
-from .calibration import calibration_dataset, held_out_images
+from .calibration import DEFAULT_CALIB_SEED, calibration_dataset, held_out_images
 from .common import (
     FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, ExportError, ExportResult, Stages, atomic_replace,
 )
@@ -93,7 +93,7 @@ def export_model(
     precision: str | None = None,
     calib: str | os.PathLike | None = None,
     calib_count: int = 100,
-    calib_seed: int = 1337,
+    calib_seed: int = DEFAULT_CALIB_SEED,
     imgsz: int | None = None,
     output: str | os.PathLike | None = None,
     target: str | None = None,
@@ -194,7 +194,7 @@ def export_tflite(
     precision: str = "int8",
     calib=None,
     calib_count: int = 100,
-    calib_seed: int = 1337,
+    calib_seed: int = DEFAULT_CALIB_SEED,
     target: str | None = None,
     verify: bool = True,
     verify_count: int | None = None,

@@ -12,6 +12,8 @@ the warped file's memory inputs are int8 too (the converter sets one type for ev
 quantizes once per key frame instead of a QUANTIZE per input in every warped frame. Calibration runs on
 consecutive frames (`calibration.calibration_frames`): the key-frame graph on every frame, the warped-frame
 graph on each frame but a group's first with the memory the float (ONNX) key frame left on an earlier frame.
+Before the ONNX export of an int8 pair, the backbone's residual streams are equalised on those frames, as for an
+image model's file (`equalise`; the warped frame's float outputs are checked unchanged too).
 fp32 and fp16 (float16 weights) pairs take and return float32. int16x8 is not supported yet.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
                         stages: Stages) -> ExportResult:
     """The pair at `path` and its `_warp` partner (both atomic, both or neither), with `<stem>.json` and, when
     verified, `<stem>.verify.json` (the key-frame report, the warped-frame one under "warped")."""
+    from .equalise import equalised_streams
     from .onnx import graph_form
     from .onnx2tf_step import release_tf
     from .onnx_video import export_video_onnx
@@ -65,9 +68,11 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
             frames, calib_info = _frames(stages, calib, calib_count, calib_seed, source.input_size, progress,
                                          result_warnings)
         key_onnx = workdir / "model.onnx"
-        with graph_form(model, separable_upsampling=bool(form and form.separable_upsampling),
-                        fold_input_std=bool(form and form.fold_input_std)):
+        with equalised_streams(model, frames) as equalised, graph_form(
+                model, separable_upsampling=bool(form and form.separable_upsampling),
+                fold_input_std=bool(form and form.fold_input_std)):
             onnx_info = stages.run("export ONNX", export_video_onnx, model, key_onnx, progress=progress)
+        equalised = equalised if frames is not None else None
         warped_onnx = onnx_info["warped_path"]
         pair = stages.run("ONNX → TensorFlow (onnx2tf)", pair_to_keras, key_onnx, warped_onnx, workdir)
         key_data, warped_data, convert_info = stages.run(
@@ -104,13 +109,14 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
             info = compiled_info | {"stray_ops": info["stray_ops"]}
         atomic_replace(finals[1], partner)
         atomic_replace(finals[0], path)
-    verify_json = write_reports(path, source, precision, target, verification, vela)
+    verify_json = write_reports(path, source, precision, target, verification, vela, equalised)
     return ExportResult(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
         output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
-        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info), verification=verification,
-        verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_info["check"],
+        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info, equalised),
+        verification=verification, verify_json=verify_json, vela=vela, warnings=result_warnings,
+        onnx_check=onnx_info["check"],
         warped_path=partner, warped_op_histogram=warped_info["op_histogram"],
         warped_float_ops=_float_summary(warped_info["stray_ops"]),
     )
@@ -137,10 +143,11 @@ def _frames(stages: Stages, calib, count: int, seed: int, size: int, progress: b
     return frames, info
 
 
-def _calib_summary(info: dict | None, convert_info: dict) -> dict | None:
+def _calib_summary(info: dict | None, convert_info: dict, equalised: dict | None) -> dict | None:
     if info is None:
         return None
-    return {k: v for k, v in info.items() if k not in ("files", "next")} | convert_info
+    streams = {} if equalised is None else {"equalised_streams": equalised}
+    return {k: v for k, v in info.items() if k not in ("files", "next")} | convert_info | streams
 
 
 # --- ONNX → Keras, with each tensor's layout ------------------------------------------------------------------------
