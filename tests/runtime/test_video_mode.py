@@ -14,6 +14,16 @@ def kinds(predictions) -> list[str | None]:
     return [p.frame for p in predictions]
 
 
+def assert_same_stream(ours, reference) -> None:
+    """Key and warped frames in the same places, with the same classes and scores, warped frames not empty."""
+    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    for got, want in zip(ours, reference):
+        assert len(got) == len(want)
+        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
+        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
+    assert sum(len(p) for p in ours[1:3]) > 0  # warped frames were compared on real detections
+
+
 @pytest.fixture(scope="module")
 def torch_video(tiny_video_model) -> Detector:
     return Detector(tiny_video_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
@@ -100,13 +110,9 @@ def video_onnx(tiny_video_model, model_dir):
 def test_onnx_pair_runs_the_video_like_torch(video_onnx, torch_video, video_frames):
     onnx_video = Detector(video_onnx, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
     ours, reference = list(onnx_video.stream(video_frames)), list(torch_video.stream(video_frames))
-    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
+    assert_same_stream(ours, reference)
     for got, want in zip(ours, reference):
-        assert len(got) == len(want)
-        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
-        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
         np.testing.assert_allclose(got.detections.boxes, want.detections.boxes, rtol=0, atol=1)  # whole pixels
-    assert sum(len(p) for p in ours[1:3]) > 0  # warped frames were compared on real detections
     onnx_video.reset()
     torch_video.reset()
     for frame in video_frames[:3]:
@@ -154,12 +160,7 @@ def test_carried_pairs_run_the_video_like_the_carrying_torch_model(carried_onnx,
     torch_video = Detector(carrying_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
     plain_video = Detector(tiny_video_model, keyframe_interval=3, score_threshold=LOW_THRESHOLD)
     ours, reference = list(onnx_video.stream(video_frames)), list(torch_video.stream(video_frames))
-    assert kinds(ours) == kinds(reference) == ["key", "warped", "warped"] * 2 + ["key", "warped"]
-    for got, want in zip(ours, reference):
-        assert len(got) == len(want)
-        np.testing.assert_array_equal(got.detections.class_ids, want.detections.class_ids)
-        np.testing.assert_allclose(got.detections.scores, want.detections.scores, rtol=0, atol=1e-5)
-    assert sum(len(p) for p in ours[1:3]) > 0
+    assert_same_stream(ours, reference)
     assert set(onnx_video.backend._memory_sources.items()) >= {("key_proto", "proto"), ("key_p4", "key_p4")}
     for detector in (onnx_video, torch_video, plain_video):
         detector.reset()
