@@ -8,6 +8,7 @@ own verification first (the box error scaled by the box's size, see docs/int8-ac
 at 320 used to miss the unscaled limit at 550).
 
     python benchmarks/demo_targets_ap.py --images 40 --keep DIR
+    python benchmarks/demo_targets_ap.py --images 40 --no-equalise    # the same files without stream equalisation
 """
 from __future__ import annotations
 
@@ -21,32 +22,37 @@ from pathlib import Path
 SIZE = 550
 
 
-def imx93_graph_int8(workdir: Path, calib_count: int) -> Path:
+def imx93_graph_int8(workdir: Path, calib_count: int, calib_seed: int, equalise: bool) -> Path:
     """The int8 file `--target imx93` hands to Vela: the imx93 graph form's ONNX, its streams equalised on the
-    export's own calibration images (as the export does before its ONNX step), converted as it is."""
+    export's own calibration images (as the export does before its ONNX step, unless `equalise` is off), converted
+    as it is."""
     from yolactedge.export import export_model
-    from yolactedge.export.calibration import DEFAULT_CALIB_SEED, calibration_dataset
+    from yolactedge.export.calibration import calibration_dataset
     from yolactedge.export.common import TARGET_GRAPHS
-    from yolactedge.export.equalise import equalised_streams
+    from yolactedge.export.equalise import MIN_DISPARITY, equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     form = TARGET_GRAPHS["imx93"]
     onnx_path = workdir / "demo_550_imx93_graph.onnx"
     model = resolve_model("demo", SIZE).module
-    images, _ = calibration_dataset(None, calib_count, DEFAULT_CALIB_SEED, SIZE, progress=False)
-    with equalised_streams(model, images) as report:
+    images, _ = calibration_dataset(None, calib_count, calib_seed, SIZE, progress=False)
+    with equalised_streams(model, images, min_disparity=MIN_DISPARITY if equalise else float("inf")) as report:
         export_onnx(model, onnx_path, separable_upsampling=form.separable_upsampling,
                     fold_input_std=form.fold_input_std, progress=False)
     print(f"imx93 graph: streams equalised on stages {report['stages']}")
-    return export_model(onnx_path, "tflite", target="imx8mp", calib_count=calib_count,
+    return export_model(onnx_path, "tflite", target="imx8mp", calib_count=calib_count, calib_seed=calib_seed,
                         output=workdir / "demo_550_imx93_before_vela.tflite", progress=False).path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from yolactedge.export.calibration import DEFAULT_CALIB_SEED
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40, help="synthetic evaluation images")
     parser.add_argument("--calib-count", type=int, default=100)
+    parser.add_argument("--calib-seed", type=int, default=DEFAULT_CALIB_SEED)
     parser.add_argument("--keep", help="keep the files in this folder")
+    parser.add_argument("--no-equalise", action="store_true", help="export every file with `--no-equalise`")
     args = parser.parse_args(argv)
 
     from yolactedge.data.synthetic import generate_dataset
@@ -64,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                                    progress=False).path]
             for target in ("imx8mp", "cpu"):
                 models.append(export_model("demo", "tflite", imgsz=SIZE, target=target, calib_count=args.calib_count,
-                                           output=workdir / f"demo_550_{target}.tflite", progress=False).path)
-            models.append(imx93_graph_int8(workdir, args.calib_count))
+                                           calib_seed=args.calib_seed, output=workdir / f"demo_550_{target}.tflite",
+                                           progress=False, equalise=not args.no_equalise).path)
+            models.append(imx93_graph_int8(workdir, args.calib_count, args.calib_seed, not args.no_equalise))
         rows = compare([str(m) for m in models], data / "images", data / "annotations.json", progress=False)
-    print(f"demo model at {SIZE}, {args.images} synthetic images (yolactedge compare)")
+    streams = "not equalised (--no-equalise)" if args.no_equalise else "equalised (the default)"
+    print(f"demo model at {SIZE}, {args.images} synthetic images (yolactedge compare); calibration seed "
+          f"{args.calib_seed}, streams {streams}")
     print(format_compare(rows))
     return 0
 

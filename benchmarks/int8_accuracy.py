@@ -60,27 +60,31 @@ EXPECTED = {73: "convolution_55/", 117: "convolution_52/", 119: "tf.concat/", 13
             140: "PartitionedCall:0", 65: "add_69/", 115: "convolution_36/"}
 
 
-def calibration_samples(data: Path, seed: int = CALIB_SEED):
-    """The 100 calibration renders of `seed` at 320 as calibration images, rendered into `data` when absent: the
-    README's set in calibration/, another seed's in calibration_seed<seed>/."""
+def calibration_samples(data: Path, seed: int = CALIB_SEED, size: int = 320):
+    """The 100 calibration renders of `seed` at `size` as calibration images, rendered into `data` when absent: the
+    README's set in calibration/, another seed's in calibration_seed<seed>/ (another size: _<size> appended)."""
     from yolactedge.data.synthetic import generate_dataset
     from yolactedge.export.calibration import load_calibration_images
 
-    folder = data / ("calibration" if seed == CALIB_SEED else f"calibration_seed{seed}")
+    folder = data / (("calibration" if seed == CALIB_SEED else f"calibration_seed{seed}") + _size_suffix(size))
     if not (folder / "annotations.json").is_file():
-        generate_dataset(folder, 100, seed=seed, image_size=320)
-    return load_calibration_images(folder / "images", 100, 1337, 320, progress=False)[0]
+        generate_dataset(folder, 100, seed=seed, image_size=size)
+    return load_calibration_images(folder / "images", 100, 1337, size, progress=False)[0]
 
 
-def held_out_set(data: Path, seed: int = VAL_SEED) -> Path:
-    """500 renders of `seed` at 320, rendered into `data` when absent: the README figures' held-out set in val/,
-    another seed's in val_seed<seed>/."""
+def held_out_set(data: Path, seed: int = VAL_SEED, size: int = 320) -> Path:
+    """500 renders of `seed` at `size`, rendered into `data` when absent: the README figures' held-out set in val/,
+    another seed's in val_seed<seed>/ (another size: _<size> appended)."""
     from yolactedge.data.synthetic import generate_dataset
 
-    val = data / ("val" if seed == VAL_SEED else f"val_seed{seed}")
+    val = data / (("val" if seed == VAL_SEED else f"val_seed{seed}") + _size_suffix(size))
     if not (val / "annotations.json").is_file():
-        generate_dataset(val, 500, seed=seed, image_size=320)
+        generate_dataset(val, 500, seed=seed, image_size=size)
     return val
+
+
+def _size_suffix(size: int) -> str:
+    return "" if size == 320 else f"_{size}"
 
 
 def check_groups(names: list[str]) -> None:
@@ -287,7 +291,8 @@ def _patching():
             setattr(owner, name, value)
 
 
-def convert(onnx_path: Path, workdir: Path, precision: str, images, out: Path, capture: dict | None = None) -> Path:
+def convert(onnx_path: Path, workdir: Path, precision: str, images, out: Path, capture: dict | None = None,
+            size: int | None = None) -> Path:
     """ONNX → TFLite through the exporter's own steps; `capture` gets the calibrated float model."""
     from yolactedge.export import fastcalib
     from yolactedge.export.converter import keras_to_tflite
@@ -309,7 +314,7 @@ def convert(onnx_path: Path, workdir: Path, precision: str, images, out: Path, c
             patch(fastcalib, "write_minmax", write_minmax)
         data = keras_to_tflite(keras, precision, images, progress=False)
     release_tf()
-    config = resolve_model("demo", None).config
+    config = resolve_model("demo", size).config
     out.write_bytes(embed_metadata(data, model_metadata(config, precision=precision)))
     return out
 

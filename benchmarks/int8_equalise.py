@@ -33,7 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from yolactedge.export.equalise import MIN_DISPARITY
+    from yolactedge.export.equalise import MIN_DISPARITY, STRENGTH
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=f"{CALIB_SEED},1,2,3,4,5,6", help="calibration sets (100 renders each)")
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate on 500 renders of this seed (default: the README's held-out set)")
     parser.add_argument("--min-disparity", type=float, default=MIN_DISPARITY,
                         help="equalise the streams whose largest channel reaches this many times the median's")
+    parser.add_argument("--strength", type=float, default=STRENGTH,
+                        help="how far the streams are equalised: 1 fully, 0.5 halfway (in log scale)")
+    parser.add_argument("--imgsz", type=int, default=320,
+                        help="the demo's input size; calibration and held-out renders at this size too")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=500, help="interleaved timed runs per int8 file")
     parser.add_argument("--json-out", default=str(RESULTS / "int8_equalise.json"))
@@ -53,21 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     from yolactedge.export.onnx import export_onnx, resolve_model
     from yolactedge.opprofile import interleaved_latency_ms
 
-    val = held_out_set(RESULTS, args.val_seed)
+    val = held_out_set(RESULTS, args.val_seed, args.imgsz)
     files: dict[str, Path] = {}
     reports = {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         work = Path(tmp)
-        module = resolve_model("demo", None).module
+        module = resolve_model("demo", args.imgsz).module
         export_onnx(module, work / "demo.onnx", progress=False)
-        files["float"] = convert(work / "demo.onnx", work, "fp32", None, work / "fp32.tflite")
+        files["float"] = convert(work / "demo.onnx", work, "fp32", None, work / "fp32.tflite", size=args.imgsz)
         for seed in seeds:
-            images = calibration_samples(RESULTS, seed)
-            with equalised_streams(module, images, args.min_disparity) as reports[seed]:
+            images = calibration_samples(RESULTS, seed, args.imgsz)
+            with equalised_streams(module, images, args.min_disparity, args.strength) as reports[seed]:
                 export_onnx(module, work / f"eq{seed}.onnx", progress=False)
-            files[f"plain {seed}"] = convert(work / "demo.onnx", work, "int8", images, work / f"p{seed}.tflite")
-            files[f"equalised {seed}"] = convert(work / f"eq{seed}.onnx", work, "int8", images, work / f"e{seed}.tflite")
+            for label, onnx_path, out in (("plain", work / "demo.onnx", f"p{seed}"),
+                                          ("equalised", work / f"eq{seed}.onnx", f"e{seed}")):
+                files[f"{label} {seed}"] = convert(onnx_path, work, "int8", images, work / f"{out}.tflite",
+                                                   size=args.imgsz)
         rows = compare([str(p) for p in files.values()], val / "images", val / "annotations.json",
                        limit=args.images, num_threads=args.threads, progress=False)
         timed = interleaved_latency_ms([files[f"plain {seeds[0]}"], files[f"equalised {seeds[0]}"]],
@@ -79,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         return f"{value:.4f} ({100 * value / reference:.2f}%)"
 
     first = reports[seeds[0]]
-    print(f"demo model at 320, first {args.images} images of {val.name} (seed {args.val_seed}); float (fp32 file) box AP {float_box:.4f}, "
-          f"mask AP {float_mask:.4f}")
+    print(f"demo model at {args.imgsz}, first {args.images} images of {val.name} (seed {args.val_seed}); float (fp32 "
+          f"file) box AP {float_box:.4f}, mask AP {float_mask:.4f}")
     print(f"stream disparity on seed {seeds[0]}'s set (largest channel over median, per stage): "
           + ", ".join(f"{stage}: {ratio:.1f}" for stage, ratio in first["disparity"].items())
-          + f"; equalised (>= {args.min_disparity:g}): {first['stages']}")
+          + f"; equalised (>= {args.min_disparity:g}, strength {args.strength:g}): {first['stages']}")
     print("| calibration seed | equalised stages | plain int8 box AP | equalised int8 box AP | paired gain | "
           "plain mask AP | equalised mask AP |")
     print("|---|---|---|---|---|---|---|")
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
           f"| {share(means['equalised'][1], float_mask)} |")
     print(f"int8 time, seed {seeds[0]}'s files, {args.threads} thread(s), {args.runs} interleaved runs: plain "
           f"{timed[0]:.2f} ms, equalised {timed[1]:.2f} ms (ratio {timed[1] / timed[0]:.3f})")
-    write_results(args.json_out, {"images": args.images, "val_seed": args.val_seed, "min_disparity": args.min_disparity, "float": ap["float"],
+    write_results(args.json_out, {"images": args.images, "val_seed": args.val_seed, "imgsz": args.imgsz,
+                                  "min_disparity": args.min_disparity, "strength": args.strength, "float": ap["float"],
                                   "disparity": first["disparity"], "rows": table,
                                   "int8_ms": {"plain": timed[0], "equalised": timed[1]}})
     return 0

@@ -68,6 +68,20 @@ def test_equalised_channels_reach_one_magnitude(demo, images):
         assert float(magnitude.max() / magnitude.min()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_strength_equalises_part_of_the_way(demo, images):
+    """At strength 0.5 each channel keeps the square root of its ratio to the median channel's magnitude."""
+    before = equalise._stream_magnitudes(demo, images)[6].amax(0)
+    reference = outputs(demo, images)
+    with equalised_streams(demo, images, min_disparity=1.0, strength=0.5) as report:
+        after = equalise._stream_magnitudes(demo, images)[6].amax(0)
+        for a, b in zip(outputs(demo, images), reference):
+            assert relative_error(a, b) < 1e-5
+    assert report["strength"] == 0.5
+    expected = (before / before.median()) ** 0.5
+    torch.testing.assert_close(after / after.median(), expected, rtol=1e-3, atol=1e-4)
+    assert float(after.max() / after.min()) == pytest.approx(float((before.max() / before.min()) ** 0.5), rel=1e-3)
+
+
 def test_the_default_equalises_only_the_demo_last_stage(demo):
     """On 100 synthetic renders C5's stream reaches over 4x its median channel, every other stage about 2x."""
     renders = synthetic(100, seed=31337, size=320).astype("float32")

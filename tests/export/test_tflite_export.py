@@ -627,3 +627,17 @@ def test_unshare_constants_gives_each_use_its_own_buffer(onnx_file, tmp_path, no
     images = synthetic_images(1, 9, SIZE, progress=False)
     for a, b in zip(*(run_model(open_model(p), images)[0].values() for p in paths)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_no_equalise_converts_the_model_as_it_is(tiny_pth, calib_dir, tmp_path, capsys, no_network):
+    from yolactedge.cli import main
+
+    out = tmp_path / "plain.tflite"
+    assert main(["export", str(tiny_pth), "--calib", str(calib_dir), "--calib-count", "10", "--no-verify",
+                 "--no-equalise", "--output", str(out)]) == 0
+    assert "streams not equalised: turned off (--no-equalise)" in capsys.readouterr().out
+    sidecar = json.loads(out.with_suffix(".json").read_text())["equalised_streams"]
+    assert not sidecar["applicable"] and sidecar["reason"] == "turned off (--no-equalise)"
+    with pytest.warns(UserWarning, match=r"--no-equalise is only used by int8 and int16x8 .*ignored for fp32"):
+        assert main(["export", str(tiny_pth), "--precision", "fp32", "--no-verify", "--no-equalise",
+                     "--output", str(tmp_path / "f.tflite")]) == 0

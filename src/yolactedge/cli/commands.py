@@ -27,7 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_model(
         args.model, args.format, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
         calib_seed=args.calib_seed, imgsz=args.imgsz, output=args.output, target=args.target,
-        verify=not args.no_verify, carry_protos=args.carry_protos,
+        verify=not args.no_verify, carry_protos=args.carry_protos, equalise=not args.no_equalise,
     )
     print(result.summary())
     return 0

@@ -81,6 +81,9 @@ def _add_export(sub) -> None:
                         help="video model, --format onnx: warped frames warp the key frame's prototypes instead of "
                              "running the protonet (ours, not YOLACT-Edge's: faster on MobileNetV2 but loses mask AP, "
                              "see docs/export.md)")
+    export.add_argument("--no-equalise", action="store_true",
+                        help="int8/int16x8: convert the model as it is, without first equalising MobileNetV2's "
+                             "residual streams on the calibration images (docs/int8-accuracy.md)")
     export.add_argument("--no-verify", action="store_true", help="skip the check against the float model")
     export.add_argument("--verify-only", action="store_true", help="verify an existing .tflite against its float model")
     export.add_argument("--reference", help="with --verify-only: the float checkpoint, 'demo' or .onnx to compare with")

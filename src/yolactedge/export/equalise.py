@@ -26,21 +26,25 @@ import numpy as np
 from .common import ExportError
 
 MIN_DISPARITY = 4.0  # equalise the streams whose largest channel reaches this many times the median's
+STRENGTH = 1.0  # s_c = (channel's magnitude / median channel's) ** STRENGTH: 1 equalises fully, 0.5 halfway in log
 MAX_SCALE = 16.0  # bound on s_c (and 1 / s_c), so no reader's weight column is scaled beyond int8's reach
 FLOAT_TOLERANCE = 1e-4  # relative max error of the equalised model's outputs: float32 rounding, not a change
 BATCH = 20
+EQUALISATION_OFF = "turned off (--no-equalise)"
 
 
 @contextlib.contextmanager
-def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISPARITY) -> Iterator[dict]:
+def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISPARITY,
+                      strength: float = STRENGTH) -> Iterator[dict]:
     """Equalise `model`'s MobileNetV2 streams whose channel disparity on `images` (float32 NHWC, the calibration
-    set) is at least `min_disparity`, yield a report, then put every weight back.
+    set) is at least `min_disparity`, yield a report, then put every weight back. `strength` < 1 equalises part
+    of the way: each channel's magnitude over the median's becomes that ratio ** (1 - strength).
 
     A stream's disparity is the largest, over its tensors, of the largest channel's magnitude over the median
     channel's. The report: {"applicable": bool, "disparity": {stage: ratio}, "stages": [equalised stages],
-    "threshold": min_disparity}; a backbone without linear streams (ResNet: its sums pass a ReLU) is left as it
-    is, with "applicable" False and a "reason". ExportError when the equalised model's outputs differ from the
-    original's (a reader was missed).
+    "threshold": min_disparity, "strength": strength}; a backbone without linear streams (ResNet: its sums pass a
+    ReLU) is left as it is, with "applicable" False and a "reason". ExportError when the equalised model's outputs
+    differ from the original's (a reader was missed).
     """
     from ..model.backbone import MobileNetV2Backbone
 
@@ -58,12 +62,12 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
     try:
         for stage in stages:
             magnitude = peaks[stage].amax(0)
-            scale = (magnitude / magnitude.median()).clamp(1 / MAX_SCALE, MAX_SCALE)
+            scale = ((magnitude / magnitude.median()) ** strength).clamp(1 / MAX_SCALE, MAX_SCALE)
             _rescale_stream(model, stage, scale, saved)
         if stages:
             _check_unchanged(_outputs(model, images[:2]), reference)
         yield {"applicable": True, "disparity": {s: round(r, 2) for s, r in disparity.items()}, "stages": stages,
-               "threshold": min_disparity}
+               "threshold": min_disparity, "strength": strength}
     finally:
         for parameter, original in saved.values():
             parameter.data.copy_(original)

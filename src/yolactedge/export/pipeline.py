@@ -6,6 +6,7 @@ atomically. A video model's pair goes through `tflite_video`, which shares those
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -101,6 +102,7 @@ def export_model(
     progress: bool = True,
     verify_count: int | None = None,
     carry_protos: bool = False,
+    equalise: bool = True,
 ) -> ExportResult:
     """Export a YOLACT-Edge model to ONNX or TFLite.
 
@@ -115,6 +117,9 @@ def export_model(
     carry_protos: a video model's ONNX pair whose warped graph warps the key frame's prototypes instead of running
         the protonet (ours, not the original's; `ModelConfig.carry_protos`). A model whose config already carries
         them exports that pair without it.
+    equalise: int8 / int16x8 from a checkpoint: equalise the MobileNetV2 residual streams on the calibration
+        images first (`export.equalise`; the float model does not change, the int8 grid serves every channel).
+        False converts the model as it is, to compare the two on one's own images.
     verify: run the TFLite file through the runtime against the float ONNX model on `verify_count` held-out
         images (default 4; 2 for int16x8, whose kernels have no fast CPU path); a file below its precision's
         thresholds is a VerificationError and is not written, else `<output stem>.verify.json` goes beside it.
@@ -147,15 +152,17 @@ def export_model(
         return _export_onnx_file(stages, source, path, progress, carry_protos)
     if calib is not None and precision not in ("int8", "int16x8"):
         warn(f"--calib is only used by int8 and int16x8; ignored for {precision}")
+    if not equalise and precision not in ("int8", "int16x8"):
+        warn(f"--no-equalise is only used by int8 and int16x8 (calibrated); ignored for {precision}")
     if source.module is not None and source.module.config.video:
         from .tflite_video import export_video_tflite
 
         return export_video_tflite(source, path, precision=precision, calib=calib, calib_count=calib_count,
                                    calib_seed=calib_seed, target=target, verify=verify, verify_count=verify_count,
-                                   progress=progress, stages=stages)
+                                   progress=progress, stages=stages, equalise=equalise)
     return export_tflite(
         source, path, precision=precision, calib=calib, calib_count=calib_count, calib_seed=calib_seed,
-        target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages,
+        target=target, verify=verify, verify_count=verify_count, progress=progress, stages=stages, equalise=equalise,
     )
 
 
@@ -200,6 +207,7 @@ def export_tflite(
     verify_count: int | None = None,
     progress: bool = True,
     stages: Stages | None = None,
+    equalise: bool = True,
 ) -> ExportResult:
     """A resolved ModelSource → TFLite file at `path` (atomic), plus `<stem>.verify.json` when `verify`."""
     from .onnx2tf_step import release_tf
@@ -215,7 +223,7 @@ def export_tflite(
             calib_images, calib_info = _calibration_images(stages, calib, calib_count, calib_seed,
                                                            source.input_size, progress, result_warnings)
         onnx_path, simplified, onnx_check, equalised = _onnx_source(stages, source, workdir, progress, target,
-                                                                    result_warnings, calib_images)
+                                                                    result_warnings, calib_images, equalise)
         data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress,
                                       float_ops_for(target, precision))
         release_tf()
@@ -262,12 +270,12 @@ def _calibration_images(stages: Stages, calib, count: int, seed: int, size: int,
 
 
 def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: str | None,
-                 result_warnings: list[str], calib_images):
+                 result_warnings: list[str], calib_images, equalise: bool = True):
     """→ (ONNX path, whether onnxsim already ran, the ONNX-vs-PyTorch check or None, the stream equalisation's
     report or None): the given ONNX file, or one exported from the checkpoint into `workdir` in the target's graph
-    form (`TARGET_GRAPHS`), its MobileNetV2 streams equalised on the calibration images when there are some
-    (`equalise`)."""
-    from .equalise import equalised_streams, not_equalised
+    form (`TARGET_GRAPHS`), its MobileNetV2 streams equalised on the calibration images when there are some and
+    `equalise` is on (`export.equalise`)."""
+    from .equalise import EQUALISATION_OFF, equalised_streams, not_equalised
     from .onnx import export_onnx
 
     form = TARGET_GRAPHS.get(target)
@@ -278,7 +286,9 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
         report = not_equalised("an ONNX file as the source; export from the checkpoint to equalise its streams")
         return source.onnx_path, source.simplified, None, report if calib_images is not None else None
     onnx_path = workdir / "model.onnx"
-    with equalised_streams(source.module, calib_images) as equalised:
+    streams = equalised_streams(source.module, calib_images) if equalise else contextlib.nullcontext(
+        not_equalised(EQUALISATION_OFF))
+    with streams as equalised:
         check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
                            separable_upsampling=bool(form and form.separable_upsampling),
                            fold_input_std=bool(form and form.fold_input_std),
