@@ -7,7 +7,7 @@ the same before and after folding). Each row turns on one group of roundings; th
 SNR against float per pyramid level on the first --images held-out images, each anchor weighted by the float
 model's foreground probability (where boxes are kept). Noise from separate sources adds, so the smallest SNRs are
 the sources that matter. The last rows repeat the rounding of every activation (and then of everything) after
-`yolactedge.export.equalise` has equalised the backbone's residual streams.
+`yolactedge.export.equalise` has equalised the backbone's residual streams, fully and halfway.
 
     python benchmarks/int8_noise_sources.py
 """
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from yolactedge.export.equalise import equalised_streams
+    from yolactedge.export.equalise import STRENGTH, equalised_streams
     from yolactedge.model.build import load_model
 
     torch.set_num_threads(args.threads)
@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             out.append(float(10 * torch.log10(signal / noise)))
         return out
 
-    def row(label: str, weights: bool, selected, equalised: bool = False) -> None:
+    def row(label: str, weights: bool, selected, strength: float | None = None) -> None:
         model = load_model("demo")
-        with equalised_streams(model, samples) if equalised else contextlib.nullcontext():
+        with equalised_streams(model, samples, strength=strength) if strength else contextlib.nullcontext():
             if weights:
                 round_weights(model)
             if selected is not None:
@@ -119,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     row("activations of stage 6's residual stream only (projections and sums)", False,
         lambda name: stage_6(name) and not fnmatch.fnmatch(name, STAGE_6_RELU6))
     row("activations of stage 6's ReLU6 outputs only", False, lambda name: fnmatch.fnmatch(name, STAGE_6_RELU6))
-    row("streams equalised: activations of stage 6 (C5) only", False, stage_6, equalised=True)
-    row("streams equalised: activations only", False, every, equalised=True)
-    row("streams equalised: everything", True, every, equalised=True)
+    for strength in (1.0, 0.5):
+        streams = f"streams equalised at strength {strength:g}" + " (the export's)" * (strength == STRENGTH)
+        row(f"{streams}: activations of stage 6 (C5) only", False, stage_6, strength)
+        row(f"{streams}: activations only", False, every, strength)
+        row(f"{streams}: everything", True, every, strength)
     return 0
 
 

@@ -57,9 +57,9 @@ def test_a_video_model_keeps_its_warped_frames_too(images):
             assert relative_error(tensor, reference[name]) < 1e-5, name
 
 
-def test_equalised_channels_reach_one_magnitude(demo, images):
+def test_fully_equalised_channels_reach_one_magnitude(demo, images):
     before = equalise._stream_magnitudes(demo, images)
-    with equalised_streams(demo, images, min_disparity=1.0):
+    with equalised_streams(demo, images, min_disparity=1.0, strength=1.0):
         after = equalise._stream_magnitudes(demo, images)
     for stage, peaks in after.items():
         spread = before[stage].amax(0).max() / before[stage].amax(0).min()
@@ -133,3 +133,16 @@ def test_a_stream_of_another_layout_is_refused_before_any_weight_changes(demo):
     finally:
         demo.fpn_phase_1.lat_layers[0] = lateral
     assert all(torch.equal(v, before[k]) for k, v in demo.state_dict().items())
+
+
+def test_the_summary_line_says_what_was_done():
+    from yolactedge.export.common import _equalisation_line
+
+    report = {"applicable": True, "disparity": {1: 2.1, 6: 4.84}, "stages": [6], "threshold": 4.0, "strength": 0.5}
+    assert _equalisation_line(report) == ("equalised before calibration: stage 6 (largest channel 4.8x the median's, "
+                                          "2.2x after the rescaling at strength 0.5; other stages at most 2.1x)")
+    assert "1.0x after the rescaling at strength 1" in _equalisation_line(report | {"strength": 1.0})
+    assert _equalisation_line(report | {"stages": []}) == (
+        "not equalised: no stage's largest channel reaches 4x its median (at most 4.8x)")
+    assert _equalisation_line(equalise.not_equalised(equalise.EQUALISATION_OFF)) == (
+        "not equalised: turned off (--no-equalise)")

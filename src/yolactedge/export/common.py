@@ -221,5 +221,7 @@ def _equalisation_line(report: dict) -> str:
     stages = report["stages"]
     others = [r for s, r in ratios.items() if s not in stages]
     rest = f"; other stages at most {max(others):.1f}x" if others else ""
+    after = ", ".join(f"{ratios[s] ** (1 - report['strength']):.1f}x" for s in stages)
     return (f"equalised before calibration: stage{'s' * (len(stages) > 1)} {', '.join(map(str, stages))} (largest "
-            f"channel {', '.join(f'{ratios[s]:.1f}x' for s in stages)} the median's{rest})")
+            f"channel {', '.join(f'{ratios[s]:.1f}x' for s in stages)} the median's, {after} after the rescaling at "
+            f"strength {report['strength']:g}{rest})")
