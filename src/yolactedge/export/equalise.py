@@ -75,6 +75,12 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
             parameter.data.copy_(original)
 
 
+def export_streams(model, images: np.ndarray | None, equalise: bool):
+    """What an export runs its ONNX step in: `equalised_streams`, or, told not to (`--no-equalise`), a context
+    that changes nothing and reports why."""
+    return equalised_streams(model, images) if equalise else contextlib.nullcontext(not_equalised(EQUALISATION_OFF))
+
+
 def not_equalised(reason: str, min_disparity: float | None = None) -> dict:
     """The report of an export whose streams were left as they are, and why."""
     return {"applicable": False, "disparity": {}, "stages": [], "threshold": min_disparity, "reason": reason}

@@ -6,7 +6,6 @@ atomically. A video model's pair goes through `tflite_video`, which shares those
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import tempfile
@@ -275,7 +274,7 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
     report or None): the given ONNX file, or one exported from the checkpoint into `workdir` in the target's graph
     form (`TARGET_GRAPHS`), its MobileNetV2 streams equalised on the calibration images when there are some and
     `equalise` is on (`export.equalise`)."""
-    from .equalise import EQUALISATION_OFF, equalised_streams, not_equalised
+    from .equalise import export_streams, not_equalised
     from .onnx import export_onnx
 
     form = TARGET_GRAPHS.get(target)
@@ -286,9 +285,7 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
         report = not_equalised("an ONNX file as the source; export from the checkpoint to equalise its streams")
         return source.onnx_path, source.simplified, None, report if calib_images is not None else None
     onnx_path = workdir / "model.onnx"
-    streams = equalised_streams(source.module, calib_images) if equalise else contextlib.nullcontext(
-        not_equalised(EQUALISATION_OFF))
-    with streams as equalised:
+    with export_streams(source.module, calib_images, equalise) as equalised:
         check = stages.run("export ONNX", export_onnx, source.module, onnx_path, check_count=1, progress=progress,
                            separable_upsampling=bool(form and form.separable_upsampling),
                            fold_input_std=bool(form and form.fold_input_std),

@@ -18,7 +18,6 @@ fp32 and fp16 (float16 weights) pairs take and return float32. int16x8 is not su
 """
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import uuid
 from pathlib import Path
@@ -44,7 +43,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
                         stages: Stages, equalise: bool = True) -> ExportResult:
     """The pair at `path` and its `_warp` partner (both atomic, both or neither), with `<stem>.json` and, when
     verified, `<stem>.verify.json` (the key-frame report, the warped-frame one under "warped")."""
-    from .equalise import EQUALISATION_OFF, equalised_streams, not_equalised
+    from .equalise import export_streams
     from .onnx import graph_form
     from .onnx2tf_step import release_tf
     from .onnx_video import export_video_onnx
@@ -69,9 +68,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
             frames, calib_info = _frames(stages, calib, calib_count, calib_seed, source.input_size, progress,
                                          result_warnings)
         key_onnx = workdir / "model.onnx"
-        streams = equalised_streams(model, frames) if equalise else contextlib.nullcontext(
-            not_equalised(EQUALISATION_OFF))
-        with streams as equalised, graph_form(
+        with export_streams(model, frames, equalise) as equalised, graph_form(
                 model, separable_upsampling=bool(form and form.separable_upsampling),
                 fold_input_std=bool(form and form.fold_input_std)):
             onnx_info = stages.run("export ONNX", export_video_onnx, model, key_onnx, progress=progress)
