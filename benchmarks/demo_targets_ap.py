@@ -29,14 +29,14 @@ def imx93_graph_int8(workdir: Path, calib_count: int, calib_seed: int, equalise:
     from yolactedge.export import export_model
     from yolactedge.export.calibration import calibration_dataset
     from yolactedge.export.common import TARGET_GRAPHS
-    from yolactedge.export.equalise import MIN_DISPARITY, equalised_streams
+    from yolactedge.export.equalise import export_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
 
     form = TARGET_GRAPHS["imx93"]
     onnx_path = workdir / "demo_550_imx93_graph.onnx"
     model = resolve_model("demo", SIZE).module
     images, _ = calibration_dataset(None, calib_count, calib_seed, SIZE, progress=False)
-    with equalised_streams(model, images, min_disparity=MIN_DISPARITY if equalise else float("inf")) as report:
+    with export_streams(model, images, equalise) as report:
         export_onnx(model, onnx_path, separable_upsampling=form.separable_upsampling,
                     fold_input_std=form.fold_input_std, progress=False)
     print(f"imx93 graph: streams equalised on stages {report['stages']}")

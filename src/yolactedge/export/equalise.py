@@ -76,8 +76,11 @@ def equalised_streams(model, images: np.ndarray, min_disparity: float = MIN_DISP
 
 
 def export_streams(model, images: np.ndarray | None, equalise: bool):
-    """What an export runs its ONNX step in: `equalised_streams`, or, told not to (`--no-equalise`), a context
-    that changes nothing and reports why."""
+    """What an export runs its ONNX step in: `equalised_streams` on the calibration images; told not to
+    (`--no-equalise`), a context that changes nothing and reports why; without calibration (a float export),
+    one that changes nothing and reports nothing (None)."""
+    if images is None:
+        return contextlib.nullcontext(None)
     return equalised_streams(model, images) if equalise else contextlib.nullcontext(not_equalised(EQUALISATION_OFF))
 
 

@@ -19,7 +19,9 @@ from .calibration import DEFAULT_CALIB_SEED, calibration_dataset, held_out_image
 from .common import (
     FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, ExportError, ExportResult, Stages, atomic_replace,
 )
-from .tflite_finish import checked_interface, compile_for_npu, float_ops_for, warn, write_reports
+from .tflite_finish import (
+    calibration_summary, checked_interface, compile_for_npu, float_ops_for, warn, write_reports,
+)
 
 VERIFY_SEED_OFFSET = 1  # held-out images use calib_seed + 1
 
@@ -250,7 +252,7 @@ def export_tflite(
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
         output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
-        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info, equalised),
+        stage_times=stages.times, calibration=calibration_summary(calib_info, convert_info, equalised),
         verification=verification, verify_json=verify_json, vela=vela, warnings=result_warnings, onnx_check=onnx_check,
     )
     return result
@@ -290,7 +292,7 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
                            separable_upsampling=bool(form and form.separable_upsampling),
                            fold_input_std=bool(form and form.fold_input_std),
                            implicit_image_padding=bool(form and form.implicit_image_padding))["check"]
-    return onnx_path, True, check, equalised if calib_images is not None else None
+    return onnx_path, True, check, equalised
 
 
 def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, precision: str, calib_images,
@@ -314,9 +316,3 @@ def _verify(model_file: Path, onnx_path: Path, images, description: str, precisi
     return verify_tflite(model_file, onnx_path, images, images_description=description, json_path=False,
                          print_table=progress, precision=precision)
 
-
-def _calib_summary(info: dict | None, convert_info: dict, equalised: dict | None = None) -> dict | None:
-    if info is None:
-        return None
-    streams = {} if equalised is None else {"equalised_streams": equalised}
-    return {k: v for k, v in info.items() if k != "files"} | convert_info | streams

@@ -62,6 +62,15 @@ def compile_for_npu(stages: Stages, model_file: Path, workdir: Path, metadata: d
     return vela, final, compiled_info
 
 
+def calibration_summary(info: dict | None, convert_info: dict, equalised: dict | None) -> dict | None:
+    """The export result's calibration entry: what the calibration set was (without its file list and, for a
+    video's frames, the index it stopped at), what the converter reported, what `equalise` did."""
+    if info is None:
+        return None
+    streams = {} if equalised is None else {"equalised_streams": equalised}
+    return {k: v for k, v in info.items() if k not in ("files", "next")} | convert_info | streams
+
+
 def write_reports(path: Path, source, precision: str, target: str | None, verification: dict | None,
                    vela: dict | None, equalised: dict | None = None) -> Path | None:
     """The `<stem>.json` sidecar (with Vela's placement for imx93 and what `equalise` did before calibration)

@@ -47,7 +47,9 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
     from .onnx import graph_form
     from .onnx2tf_step import release_tf
     from .onnx_video import export_video_onnx
-    from .tflite_finish import checked_interface, compile_for_npu, float_ops_for, write_reports
+    from .tflite_finish import (
+        calibration_summary, checked_interface, compile_for_npu, float_ops_for, write_reports,
+    )
     from .tflite_file import embed_metadata
 
     if precision not in VIDEO_PRECISIONS:
@@ -72,7 +74,6 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
                 model, separable_upsampling=bool(form and form.separable_upsampling),
                 fold_input_std=bool(form and form.fold_input_std)):
             onnx_info = stages.run("export ONNX", export_video_onnx, model, key_onnx, progress=progress)
-        equalised = equalised if frames is not None else None
         warped_onnx = onnx_info["warped_path"]
         pair = stages.run("ONNX → TensorFlow (onnx2tf)", pair_to_keras, key_onnx, warped_onnx, workdir)
         key_data, warped_data, convert_info = stages.run(
@@ -114,7 +115,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
         format="tflite", precision=precision, path=path, input_size=source.input_size, target=target,
         size_bytes=path.stat().st_size, inputs=info["inputs"], outputs=info["outputs"],
         output_order=info["output_order"], op_histogram=info["op_histogram"], stray_ops=info["stray_ops"],
-        stage_times=stages.times, calibration=_calib_summary(calib_info, convert_info, equalised),
+        stage_times=stages.times, calibration=calibration_summary(calib_info, convert_info, equalised),
         verification=verification, verify_json=verify_json, vela=vela, warnings=result_warnings,
         onnx_check=onnx_info["check"],
         warped_path=partner, warped_op_histogram=warped_info["op_histogram"],
@@ -142,12 +143,6 @@ def _frames(stages: Stages, calib, count: int, seed: int, size: int, progress: b
         result_warnings.append(str(w.message))
     return frames, info
 
-
-def _calib_summary(info: dict | None, convert_info: dict, equalised: dict | None) -> dict | None:
-    if info is None:
-        return None
-    streams = {} if equalised is None else {"equalised_streams": equalised}
-    return {k: v for k, v in info.items() if k not in ("files", "next")} | convert_info | streams
 
 
 # --- ONNX → Keras, with each tensor's layout ------------------------------------------------------------------------
