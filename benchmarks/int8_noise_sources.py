@@ -7,7 +7,9 @@ the same before and after folding). Each row turns on one group of roundings; th
 SNR against float per pyramid level on the first --images held-out images, each anchor weighted by the float
 model's foreground probability (where boxes are kept). Noise from separate sources adds, so the smallest SNRs are
 the sources that matter. The last rows repeat the rounding of every activation (and then of everything) after
-`yolactedge.export.equalise` has equalised the backbone's residual streams, fully and halfway.
+`yolactedge.export.equalise` has equalised the backbone's residual streams, fully and halfway, and then with the
+residual streams of stages 1 to 4 given the range whose int8 rounding errs least over the calibration set instead
+of min/max (`int8_mse_ranges.least_error_range`; what that gives on AP: `int8_mse_ranges.py`).
 
     python benchmarks/int8_noise_sources.py
 """
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_accuracy import calibration_samples, held_out_set  # noqa: E402
+from int8_mse_ranges import BINS, least_error_range  # noqa: E402
 from int8_qat import FakeInt8  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,6 +35,7 @@ GROUPS = {
     "prediction head": ("prediction_layers.", "head."),
 }
 STAGE_6_RELU6 = "backbone.layers.6.*.conv.*"  # the expansions' and depthwise convolutions' ReLU6 outputs
+EARLY_STREAMS = re.compile(r"backbone\.layers\.[1-4]\.\d+(\.projection)?")  # stages 1-4: projections and sums
 
 
 def round_weights(model) -> None:
@@ -44,11 +49,44 @@ def round_weights(model) -> None:
                 module.weight.copy_(torch.round(module.weight / step) * step)
 
 
-def round_activations(model, calibration, selected) -> None:
-    """int8 fake quantization on the stored tensors whose names `selected(name)` accepts."""
+def round_activations(model, calibration, selected, by_error=None) -> None:
+    """int8 fake quantization on the stored tensors whose names `selected(name)` accepts; those `by_error(name)`
+    accepts get the range with the least rounding error over the calibration images instead of min/max."""
     fake = FakeInt8(model)
     fake.observe(calibration)
+    if by_error is not None:
+        ranges_by_error(fake, calibration, by_error)
     fake.attach(selected)
+
+
+def ranges_by_error(fake: FakeInt8, calibration, selected) -> None:
+    """Replace the observed min/max of the quantization points `selected(name)` accepts by `least_error_range`
+    over a histogram of their values on the calibration images."""
+    import numpy as np
+    import torch
+
+    from int8_qat import quantization_points
+
+    bounds = {key: (min(low, 0.0), max(high, 0.0)) for key, (low, high) in fake.ranges.items() if selected(key[0])}
+    histograms = {key: np.zeros(BINS) for key in bounds}
+
+    def hook(name):
+        def record(_module, _inputs, output):
+            for index, tensor in fake._outputs(output):
+                key = fake._key(name, index, tensor)
+                histograms[key] += np.histogram(tensor.numpy().ravel(), BINS, bounds[key])[0]
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in quantization_points(fake.model) if selected(n)]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(calibration), 20):
+                fake.model(calibration[start:start + 20])
+    finally:
+        for handle in handles:
+            handle.remove()
+    for key, histogram in histograms.items():
+        fake.ranges[key] = least_error_range(histogram, *bounds[key])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             out.append(float(10 * torch.log10(signal / noise)))
         return out
 
-    def row(label: str, weights: bool, selected, strength: float | None = None) -> None:
+    def row(label: str, weights: bool, selected, strength: float | None = None, by_error=None) -> None:
         model = load_model("demo")
         with equalised_streams(model, samples, strength=strength) if strength else contextlib.nullcontext():
             if weights:
                 round_weights(model)
             if selected is not None:
-                round_activations(model, calibration, selected)
+                round_activations(model, calibration, selected, by_error)
             values = snr(model)
         print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |", flush=True)
 
@@ -124,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         row(f"{streams}: activations of stage 6 (C5) only", False, stage_6, strength)
         row(f"{streams}: activations only", False, every, strength)
         row(f"{streams}: everything", True, every, strength)
+    early = EARLY_STREAMS.fullmatch
+    row(f"streams equalised at strength {STRENGTH:g}, stages 1-4's streams' ranges by error: activations only",
+        False, every, STRENGTH, early)
+    row(f"streams equalised at strength {STRENGTH:g}, stages 1-4's streams' ranges by error: everything",
+        True, every, STRENGTH, early)
     return 0
 
 
