@@ -246,14 +246,7 @@ def percentile_ranges(fraction: float):
     def collect(model, samples, **options):
         model = fastcalib.model_object(model) if isinstance(model, (bytes, bytearray)) else model
         indices = fastcalib.loggable_tensors(model)
-        subgraph = model.subgraphs[0]
-        outputs, signatures = subgraph.outputs, model.signatureDefs
-        subgraph.outputs, model.signatureDefs = indices, []
-        try:
-            interpreter = fastcalib.open_interpreter(fastcalib.model_bytes(model), threads=options.get("threads", 2))
-        finally:
-            subgraph.outputs, model.signatureDefs = outputs, signatures
-        interpreter.allocate_tensors()
+        interpreter = fastcalib.tensor_reader(model, indices, options.get("threads", 2))
         feed = interpreter.get_input_details()[0]["index"]
         lows: dict[int, np.ndarray] = {}
         highs: dict[int, np.ndarray] = {}

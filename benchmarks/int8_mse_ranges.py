@@ -111,13 +111,7 @@ def least_error_stream_ranges(targets, report: dict):
             raise SystemExit(f"found {len(chosen)} of the {len(targets)} stream tensors in the TFLite model")
         bounds = {i: (min(stats[i][0], 0.0), max(stats[i][1], 0.0)) for i in chosen}
         histograms = {i: np.zeros(BINS) for i in chosen}
-        outputs, signatures = subgraph.outputs, model.signatureDefs
-        subgraph.outputs, model.signatureDefs = chosen, []
-        try:
-            interpreter = fastcalib.open_interpreter(fastcalib.model_bytes(model), threads=options.get("threads", 2))
-        finally:
-            subgraph.outputs, model.signatureDefs = outputs, signatures
-        interpreter.allocate_tensors()
+        interpreter = fastcalib.tensor_reader(model, chosen, options.get("threads", 2))
         feed = interpreter.get_input_details()[0]["index"]
         for sample in samples:
             interpreter.set_tensor(feed, sample[None].astype(np.float32))

@@ -179,15 +179,9 @@ def collect_minmax(model, samples, *, progress: bool = True, file=None,
     {signature input name: array} per sample."""
     model = model_object(model) if isinstance(model, (bytes, bytearray)) else model
     indices = loggable_tensors(model)
-    subgraph = model.subgraphs[0]
-    outputs, signatures = subgraph.outputs, model.signatureDefs
+    signatures = model.signatureDefs
     by_name = {_text(i.name): int(i.tensorIndex) for i in (signatures[0].inputs if signatures else [])}
-    subgraph.outputs, model.signatureDefs = indices, []
-    try:
-        interpreter = open_interpreter(model_bytes(model), threads=threads)
-    finally:
-        subgraph.outputs, model.signatureDefs = outputs, signatures
-    interpreter.allocate_tensors()
+    interpreter = tensor_reader(model, indices, threads)
     details = interpreter.get_input_details()
     lows = np.full(len(indices), np.inf, np.float32)
     highs = np.full(len(indices), -np.inf, np.float32)
@@ -211,6 +205,20 @@ def collect_minmax(model, samples, *, progress: bool = True, file=None,
     del interpreter
     gc.collect()
     return {index: (float(lo), float(hi)) for index, lo, hi in zip(indices, lows, highs)}
+
+
+def tensor_reader(model, indices: list[int], threads: int = 2):
+    """An allocated LiteRT interpreter of `model` (an unpacked ModelT, left as it was) whose outputs are the
+    tensors `indices`, so that their values can be read after each invoke: how calibration sees intermediates."""
+    subgraph = model.subgraphs[0]
+    outputs, signatures = subgraph.outputs, model.signatureDefs
+    subgraph.outputs, model.signatureDefs = indices, []
+    try:
+        interpreter = open_interpreter(model_bytes(model), threads=threads)
+    finally:
+        subgraph.outputs, model.signatureDefs = outputs, signatures
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def _text(value) -> str:
