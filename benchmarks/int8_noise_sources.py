@@ -9,7 +9,11 @@ model's foreground probability (where boxes are kept). Noise from separate sourc
 the sources that matter. The last rows repeat the rounding of every activation (and then of everything) after
 `yolactedge.export.equalise` has equalised the backbone's residual streams, fully and halfway, and then with the
 residual streams of stages 1 to 4 given the range whose int8 rounding errs least over the calibration set instead
-of min/max (`int8_mse_ranges.least_error_range`; what that gives on AP: `int8_mse_ranges.py`).
+of min/max (`int8_mse_ranges.least_error_range`; what that gives on AP: `int8_mse_ranges.py`). The very last row
+learns every range instead, weights frozen: each end scaled by a learned factor so that the rounded model's raw
+outputs on the calibration images come closest to the float model's (the loss of `int8_qat.py`'s fine-tune; zero
+kept on the grid, as the converter keeps it; rounding passed straight through): what the ranges alone could give
+a learned-range quantization-aware fine-tune.
 
     python benchmarks/int8_noise_sources.py
 """
@@ -25,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_accuracy import calibration_samples, held_out_set  # noqa: E402
 from int8_mse_ranges import BINS, least_error_range  # noqa: E402
-from int8_qat import FakeInt8  # noqa: E402
+from int8_qat import FakeInt8, distillation_losses  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = {
@@ -49,14 +53,67 @@ def round_weights(model) -> None:
                 module.weight.copy_(torch.round(module.weight / step) * step)
 
 
-def round_activations(model, calibration, selected, by_error=None) -> None:
+LEARNING_STEPS, LEARNING_BATCH, LEARNING_RATE = 120, 4, 0.01
+
+
+def round_activations(model, calibration, selected, by_error=None, learned: bool = False) -> None:
     """int8 fake quantization on the stored tensors whose names `selected(name)` accepts; those `by_error(name)`
-    accepts get the range with the least rounding error over the calibration images instead of min/max."""
-    fake = FakeInt8(model)
+    accepts get the range with the least rounding error over the calibration images instead of min/max; with
+    `learned`, every range is learned against the float model's outputs (`LearnedRanges`)."""
+    fake = LearnedRanges(model) if learned else FakeInt8(model)
     fake.observe(calibration)
     if by_error is not None:
         ranges_by_error(fake, calibration, by_error)
     fake.attach(selected)
+    if learned:
+        fake.learn(calibration)
+
+
+def straight_round(values):
+    """Rounded values whose gradient is the identity's."""
+    return values + (values.round() - values).detach()
+
+
+class LearnedRanges(FakeInt8):
+    """FakeInt8 whose ranges' ends are each scaled by exp(a learned parameter), with zero on the grid."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.factors: dict = {}
+
+    def _quantize(self, key, tensor):
+        import torch
+
+        if key not in self.factors:
+            self.factors[key] = torch.nn.Parameter(torch.zeros(2))
+        low, high = min(self.ranges[key][0], 0.0), max(self.ranges[key][1], 0.0)
+        low, high = low * torch.exp(self.factors[key][0]), high * torch.exp(self.factors[key][1])
+        scale = (high - low) / 255
+        low = -straight_round(-low / scale) * scale
+        steps = straight_round((torch.minimum(torch.maximum(tensor, low), low + 255 * scale) - low) / scale)
+        return steps * scale + low
+
+    def learn(self, calibration) -> None:
+        """LEARNING_STEPS Adam steps on batches of the calibration images (flipped every other step)."""
+        import torch
+
+        from yolactedge.model.build import load_model
+
+        teacher = load_model("demo").eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            self.model(calibration[:1])  # creates every factor
+        optimizer = torch.optim.Adam(list(self.factors.values()), lr=LEARNING_RATE)
+        for step in range(LEARNING_STEPS):
+            start = int(torch.randint(0, len(calibration) - LEARNING_BATCH + 1, (1,), generator=generator))
+            x = calibration[start:start + LEARNING_BATCH]
+            x = x.flip(-1) if step % 2 else x
+            loss = sum(distillation_losses(teacher, self.model, x).values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
 
 def ranges_by_error(fake: FakeInt8, calibration, selected) -> None:
@@ -129,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             out.append(float(10 * torch.log10(signal / noise)))
         return out
 
-    def row(label: str, weights: bool, selected, strength: float | None = None, by_error=None) -> None:
+    def row(label: str, weights: bool, selected, strength: float | None = None, by_error=None,
+            learned: bool = False) -> None:
         model = load_model("demo")
         with equalised_streams(model, samples, strength=strength) if strength else contextlib.nullcontext():
             if weights:
                 round_weights(model)
             if selected is not None:
-                round_activations(model, calibration, selected, by_error)
+                round_activations(model, calibration, selected, by_error, learned)
             values = snr(model)
         print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |", flush=True)
 
@@ -167,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         False, every, STRENGTH, early)
     row(f"streams equalised at strength {STRENGTH:g}, stages 1-4's streams' ranges by error: everything",
         True, every, STRENGTH, early)
+    row(f"streams equalised at strength {STRENGTH:g}, every range learned ({LEARNING_STEPS} steps): everything",
+        True, every, STRENGTH, learned=True)
     return 0
 
 

@@ -111,6 +111,28 @@ class FakeInt8:
                 module.register_forward_hook(hook(name))
 
 
+def distillation_losses(teacher, student, x, loc_weight: float = 20.0) -> dict:
+    """{name: loss} of the student's raw outputs on `x` against the teacher's: the box regressions weighted by the
+    teacher's foreground probability (where boxes are kept) and by `loc_weight`, the prototypes by their variance."""
+    import torch
+
+    def raw(model):
+        _pyramid, loc, conf, coef, _priors, proto = model._features(x)
+        return loc, conf, coef, proto
+
+    with torch.no_grad():
+        loc_t, conf_t, coef_t, proto_t = raw(teacher)
+        foreground = 1 - torch.softmax(conf_t, -1)[..., 0]
+        weight = foreground / foreground.mean()
+    loc_s, conf_s, coef_s, proto_s = raw(student)
+    return {
+        "loc": loc_weight * (((loc_s - loc_t) ** 2).mean(-1) * weight).mean(),
+        "conf": ((conf_s - conf_t) ** 2).mean(),
+        "coef": (((coef_s - coef_t) ** 2).mean(-1) * weight).mean(),
+        "proto": ((proto_s - proto_t) ** 2).mean() / (proto_t.var() + 1e-6),
+    }
+
+
 def fine_tune(iters: int, lr: float, loc_weight: float, batch: int) -> dict:
     """The student's state dict after `iters` distillation steps (Adam, constant `lr`)."""
     import numpy as np
@@ -127,10 +149,6 @@ def fine_tune(iters: int, lr: float, loc_weight: float, batch: int) -> dict:
     fake.observe(torch.from_numpy(np.stack(calibration_samples(RESULTS))).float().permute(0, 3, 1, 2))
     fake.attach()
 
-    def raw(model, x):
-        _pyramid, loc, conf, coef, _priors, proto = model._features(x)
-        return loc, conf, coef, proto
-
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     started = time.perf_counter()
     for step in range(iters):
@@ -138,17 +156,7 @@ def fine_tune(iters: int, lr: float, loc_weight: float, batch: int) -> dict:
         x = torch.from_numpy(np.stack(images)).float().permute(0, 3, 1, 2)
         if step % 2:
             x = x.flip(-1)
-        with torch.no_grad():
-            loc_t, conf_t, coef_t, proto_t = raw(teacher, x)
-            foreground = 1 - torch.softmax(conf_t, -1)[..., 0]
-            weight = foreground / foreground.mean()
-        loc_s, conf_s, coef_s, proto_s = raw(student, x)
-        losses = {
-            "loc": loc_weight * (((loc_s - loc_t) ** 2).mean(-1) * weight).mean(),
-            "conf": ((conf_s - conf_t) ** 2).mean(),
-            "coef": (((coef_s - coef_t) ** 2).mean(-1) * weight).mean(),
-            "proto": ((proto_s - proto_t) ** 2).mean() / (proto_t.var() + 1e-6),
-        }
+        losses = distillation_losses(teacher, student, x, loc_weight)
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         optimizer.step()
