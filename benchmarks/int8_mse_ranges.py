@@ -1,11 +1,11 @@
 """Do int8 ranges chosen by rounding error on the early residual streams raise the demo's int8 box AP? Paired over
 calibration sets.
 
-`int8_noise_sources.py` (its rows "stages 1-4's streams' ranges by error") found, in simulation, that the residual streams of MobileNetV2's
-stages 1 to 4 (each block's 1x1 projection and each residual sum: linear, so a few outliers set their min/max range)
-are better served by the range that minimises their own int8 rounding error over the calibration set than by
-min/max: the box regressions of P3 and P4 gain up to 1.3 dB of SNR, P5 and P6 nothing, P7 loses. This measures
-what that gives on AP (--stages: the last stage given such ranges).
+`int8_noise_sources.py` (its rows "stages 1-4's streams' ranges by error") found, in simulation, that the residual
+streams of MobileNetV2's stages 1 to 4 (each block's 1x1 projection and each residual sum: linear, so a few outliers
+set their min/max range) are better served by the range that minimises their own int8 rounding error over the
+calibration set than by min/max: the box regressions of P3 and P4 gain up to 1.3 dB of SNR, P5 and P6 nothing, P7
+loses. This measures what that gives on AP (--stages: the last stage given such ranges).
 
 For each calibration set (100 renders of each --seeds seed, the README's first), the demo at 320 is exported to
 int8 twice through the exporter's own steps, both with the streams equalised as `yolactedge export` does: with
