@@ -2,10 +2,10 @@
 
 The README's int8 goal compares two AP figures on the 500 held-out renders. Both files are evaluated once with
 `yolactedge compare`'s protocol (the demo at 320, the README's calibration set, the export's default int8: streams
-equalised); then the images are resampled with replacement --reps times, the same sample for both files, and
-COCO AP is accumulated again from pycocotools' own per-image matches (`COCOeval.evalImgs`), so nothing is matched
-or scored outside pycocotools. The spread of int8 AP / float AP over the samples is what another set of 500
-renders of the same kind could read.
+equalised); then the images are resampled with replacement --reps times, the same sample for both files, and COCO AP
+is accumulated again from pycocotools' own per-image matches (`COCOeval.evalImgs`), so nothing is matched or scored
+outside pycocotools (`yolactedge.evaluate.resampled_ap`, what `yolactedge compare --interval` uses). The spread of
+int8 AP / float AP over the samples is what another set of 500 renders of the same kind could read.
 
     python benchmarks/int8_ap_interval.py                 # 500 held-out images, 300 resamples
 """
@@ -27,23 +27,6 @@ RESULTS = Path(__file__).parent / "results"
 GOAL = 0.99
 
 
-def resampled_ap(evaluator, sample: np.ndarray) -> float:
-    """COCO AP (IoU 0.5:0.95, all areas, 100 detections) of the images at positions `sample` (repeats allowed),
-    from the evaluator's per-image results: its evalImgs are laid out [category][area range][image]."""
-    params, evaluated = evaluator.params, evaluator._paramsEval
-    saved = evaluator.evalImgs, params.imgIds, evaluated.imgIds
-    images = len(params.imgIds)
-    blocks = len(evaluator.evalImgs) // images
-    try:
-        evaluator.evalImgs = [saved[0][block * images + i] for block in range(blocks) for i in sample]
-        params.imgIds = evaluated.imgIds = list(range(len(sample)))  # distinct ids: a repeat counts twice
-        evaluator.accumulate()
-    finally:
-        evaluator.evalImgs, params.imgIds, evaluated.imgIds = saved
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-    return float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500, help="held-out images evaluated (of 500)")
@@ -52,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json-out", default=str(RESULTS / "int8_ap_interval.json"))
     args = parser.parse_args(argv)
 
-    import contextlib
-    import io
-
     from tqdm import tqdm
 
-    from yolactedge.evaluate import PROTOCOL, evaluate
+    from yolactedge.evaluate import PROTOCOL, evaluate, resampled_ap
     from yolactedge.export.equalise import equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
     from yolactedge.runtime import Detector
@@ -80,14 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             evaluators[name], reported[name] = result.evaluators, result.metrics
     ratios: dict[str, list[float]] = {"bbox": [], "segm": []}
     rng = np.random.default_rng(args.seed)
-    with contextlib.redirect_stdout(io.StringIO()):  # accumulate() prints its timing
-        whole = {(name, kind): resampled_ap(evaluators[name][kind], np.arange(args.images))
-                 for name in evaluators for kind in ratios}
-        for _ in tqdm(range(args.reps), desc="resamples", file=sys.stderr):
-            sample = rng.integers(0, args.images, args.images)
-            for kind in ratios:
-                ratios[kind].append(resampled_ap(evaluators["int8"][kind], sample)
-                                    / resampled_ap(evaluators["float"][kind], sample))
+    whole = {(name, kind): resampled_ap(evaluators[name][kind], np.arange(args.images))
+             for name in evaluators for kind in ratios}
+    for _ in tqdm(range(args.reps), desc="resamples", file=sys.stderr):
+        sample = rng.integers(0, args.images, args.images)
+        for kind in ratios:
+            ratios[kind].append(resampled_ap(evaluators["int8"][kind], sample)
+                                / resampled_ap(evaluators["float"][kind], sample))
     for (name, kind), ap in whole.items():  # the resampling's own arithmetic, on the set as it is
         if abs(ap - reported[name][kind]["AP"]) > 1e-9:
             raise SystemExit(f"{name} {kind}: AP {ap} from evalImgs, {reported[name][kind]['AP']} from COCOeval")

@@ -133,3 +133,11 @@ def test_train_device(capsys, tmp_path):
     assert not (tmp_path / "tpu").exists() and not (tmp_path / "gpu").exists()
     code, out, _ = run(capsys, *common, str(tmp_path / "cpu"), "--device", "cpu", "--threads", "1")
     assert code == 0 and "on cpu" in out and (tmp_path / "cpu" / "last.pth").is_file()
+
+
+def test_compare_interval_needs_two_models_and_enough_resamples(capsys, tmp_path):
+    args = ["compare", "--images", str(tmp_path), "--annotations", str(tmp_path / "a.json")]
+    code, _, err = run(capsys, *args, "--model", "demo", "--interval", "300")
+    assert_one_line_error(code, err, "give at least two --model")
+    code, _, err = run(capsys, *args, "--model", "demo", "--model", "demo", "--interval", "5")
+    assert_one_line_error(code, err, "--interval 20 or more")

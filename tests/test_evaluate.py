@@ -11,7 +11,15 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from yolactedge.evaluate import EvaluationError, category_mapping, evaluate, load_ground_truth
+from yolactedge.evaluate import (
+    EvaluationError,
+    ap_ratio_intervals,
+    category_mapping,
+    compare,
+    evaluate,
+    load_ground_truth,
+    resampled_ap,
+)
 from yolactedge.postprocessing import Detections
 from yolactedge.runtime import Prediction
 
@@ -161,3 +169,59 @@ def test_plots_are_written_as_png(dataset, tmp_path):
     paths = write_plots(result, tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["per_class_bbox.png", "per_class_segm.png", "pr_bbox.png", "pr_segm.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+
+def loose_circle() -> list[list[tuple]]:
+    script = perfect()
+    script[1][0] = (7, 42, 8, 75, 30, 0.6)  # a loosely placed circle on the second image
+    return script
+
+
+def test_resampled_ap_reproduces_cocoeval_and_counts_repeats(dataset):
+    folder, ann = dataset
+    result = evaluate(ScriptedDetector(loose_circle()), folder, ann, progress=False)
+    first_only = evaluate(ScriptedDetector(loose_circle()[:1]), folder, ann, progress=False, limit=1)
+    for kind in ("bbox", "segm"):
+        evaluator = result.evaluators[kind]
+        precision = evaluator.eval["precision"].copy()
+        assert resampled_ap(evaluator, np.arange(2)) == pytest.approx(result.metrics[kind]["AP"], abs=1e-12)
+        # the first image twice scores as the first image alone (its detections and ground truth both double)
+        assert resampled_ap(evaluator, np.array([0, 0])) == pytest.approx(first_only.metrics[kind]["AP"], abs=1e-12)
+        assert np.array_equal(evaluator.eval["precision"], precision)  # left as it was, for the plots
+
+
+def test_ap_interval_of_a_file_against_itself_is_exactly_one(dataset):
+    folder, ann = dataset
+    a = evaluate(ScriptedDetector(loose_circle()), folder, ann, progress=False)
+    b = evaluate(ScriptedDetector(loose_circle()), folder, ann, progress=False)
+    assert ap_ratio_intervals(a, b, resamples=50) == {"bbox": (1.0, 1.0, 1.0), "segm": (1.0, 1.0, 1.0)}
+
+
+def test_ap_interval_brackets_the_share_on_the_set(dataset):
+    folder, ann = dataset
+    reference = evaluate(ScriptedDetector(perfect()), folder, ann, progress=False)
+    worse = evaluate(ScriptedDetector(loose_circle()), folder, ann, progress=False)
+    intervals = ap_ratio_intervals(reference, worse, resamples=200, seed=3)
+    for kind in ("bbox", "segm"):
+        share, low, high = intervals[kind]
+        assert share == pytest.approx(worse.metrics[kind]["AP"] / reference.metrics[kind]["AP"], abs=1e-12)
+        assert share < 1
+        # resamples of the first image alone (both perfect there) read 1; any with the second, the set's share
+        assert low == pytest.approx(share) and high == pytest.approx(1.0)
+
+
+def test_ap_interval_refuses_evaluations_of_different_images(dataset):
+    folder, ann = dataset
+    both = evaluate(ScriptedDetector(perfect()), folder, ann, progress=False)
+    first = evaluate(ScriptedDetector(perfect()[:1]), folder, ann, progress=False, limit=1)
+    with pytest.raises(EvaluationError, match="different images"):
+        ap_ratio_intervals(both, first, resamples=50)
+
+
+def test_compare_interval_needs_two_models_and_enough_resamples(dataset):
+    folder, ann = dataset
+    with pytest.raises(EvaluationError, match="at least two models"):
+        compare(["demo"], folder, ann, resamples=300)
+    with pytest.raises(EvaluationError, match="20 resamples"):
+        compare(["demo", "demo"], folder, ann, resamples=5)

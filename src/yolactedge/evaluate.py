@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+MIN_RESAMPLES = 20  # fewer make a 95% interval of two or three samples' ends
 PROTOCOL = dict(score_threshold=0.05, iou_threshold=0.5, nms="fast", top_k=200, max_detections=100, second_threshold=False)
 
 
@@ -243,6 +244,61 @@ def write_plots(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
+def resampled_ap(evaluator, sample: np.ndarray) -> float:
+    """COCO AP (IoU 0.5:0.95, all areas, 100 detections) over the images at positions `sample` of the evaluator's
+    image list (repeats count again), accumulated by pycocotools from its own per-image matches (`evalImgs`, laid
+    out [category][area range][image]); the evaluator is left as it was."""
+    params, evaluated = evaluator.params, evaluator._paramsEval
+    saved = evaluator.evalImgs, params.imgIds, evaluated.imgIds, evaluator.eval
+    images = len(params.imgIds)
+    blocks = len(saved[0]) // images
+    try:
+        evaluator.evalImgs = [saved[0][block * images + i] for block in range(blocks) for i in sample]
+        params.imgIds = evaluated.imgIds = list(range(len(sample)))  # distinct ids: a repeat counts twice
+        with contextlib.redirect_stdout(io.StringIO()):  # accumulate() prints its timing
+            evaluator.accumulate()
+        precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    finally:
+        evaluator.evalImgs, params.imgIds, evaluated.imgIds, evaluator.eval = saved
+    return float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
+
+
+def ap_ratio_intervals(reference: EvalResult, other: EvalResult, *, resamples: int, seed: int = 0,
+                       confidence: float = 0.95, progress: bool = False) -> dict[str, tuple[float, float, float]]:
+    """{"bbox" / "segm": (ratio, low, high)}: `other`'s AP as a share of `reference`'s on the evaluated images, and
+    the `confidence` interval of that share over a paired bootstrap: the images resampled with replacement
+    `resamples` times, the same sample for both. It says how far another set of images of the same kind could move
+    the share, which a drop of a fraction of a percent (an int8 file against its float one) needs beside it."""
+    from tqdm import tqdm
+
+    pairs = {kind: (reference.evaluators.get(kind), other.evaluators.get(kind)) for kind in ("bbox", "segm")}
+    pairs = {kind: pair for kind, pair in pairs.items() if None not in pair}  # a file without detections: no share
+    for ref, oth in pairs.values():
+        if list(ref.params.imgIds) != list(oth.params.imgIds):
+            raise EvaluationError("the two evaluations cover different images; a paired interval needs the same")
+    if not pairs:
+        return {}
+    count = len(next(iter(pairs.values()))[0].params.imgIds)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, count, count) for _ in range(resamples)]
+    ratios: dict[str, list[float]] = {kind: [] for kind in pairs}
+    for sample in tqdm(samples, desc="AP interval", unit="resample", disable=not progress):
+        for kind, (ref, oth) in pairs.items():
+            ratios[kind].append(_share(resampled_ap(oth, sample), resampled_ap(ref, sample)))
+    tail = 100 * (1 - confidence) / 2
+    out = {}
+    for kind, (ref, oth) in pairs.items():
+        finite = np.array(ratios[kind])[np.isfinite(ratios[kind])]
+        low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
+        whole = np.arange(count)
+        out[kind] = (_share(resampled_ap(oth, whole), resampled_ap(ref, whole)), float(low), float(high))
+    return out
+
+
+def _share(value: float, reference: float) -> float:
+    return value / reference if reference > 0 else float("nan")
+
+
 @dataclass
 class CompareRow:
     model: str
@@ -251,11 +307,13 @@ class CompareRow:
     box_ap: float
     mask_ap: float
     inference_ms: float
+    intervals: dict = field(default_factory=dict)  # {"bbox" / "segm": (share of the first's AP, low, high)}
 
 
 def compare(models: list[str], images_dir, annotation_file, *, limit: int | None = None, backend: str = "auto",
-            num_threads: int | None = None, progress: bool = True) -> list[CompareRow]:
-    """Evaluate several files of one model under the same protocol: the int8 accuracy report."""
+            num_threads: int | None = None, progress: bool = True, resamples: int = 0) -> list[CompareRow]:
+    """Evaluate several files of one model under the same protocol: the int8 accuracy report. With `resamples`,
+    each later file's row also gets its AP as a share of the first file's with a 95% interval (`ap_ratio_intervals`)."""
     import statistics
 
     from .assets import resolve_model_path
@@ -263,19 +321,25 @@ def compare(models: list[str], images_dir, annotation_file, *, limit: int | None
 
     if len(models) < 1:
         raise EvaluationError("give at least one --model")
-    rows = []
+    if resamples and (len(models) < 2 or resamples < MIN_RESAMPLES):
+        raise EvaluationError(f"an AP interval compares each file with the first: it needs at least two models and "
+                              f"{MIN_RESAMPLES} resamples, got {len(models)} and {resamples}")
+    rows, first = [], None
     for model in models:
         detector = Detector(model, backend=backend, num_threads=num_threads, **PROTOCOL)
         result = evaluate(detector, images_dir, annotation_file, limit=limit, progress=progress)
+        first = result if first is None else first
         rows.append(CompareRow(
             model=str(model), backend=detector.backend.name, size_mb=resolve_model_path(model).stat().st_size / 1e6,
             box_ap=result.metrics["bbox"]["AP"], mask_ap=result.metrics["segm"]["AP"],
             inference_ms=statistics.median(result.inference_ms),
+            intervals=ap_ratio_intervals(first, result, resamples=resamples, progress=progress)
+            if resamples and rows else {},
         ))
     return rows
 
 
-def format_compare(rows: list[CompareRow]) -> str:
+def format_compare(rows: list[CompareRow], resamples: int = 0) -> str:
     base = rows[0]
     lines = [f"{'model':<40}{'backend':<12}{'MB':>7}{'box AP':>9}{'Δ':>8}{'mask AP':>9}{'Δ':>8}{'infer ms':>10}"]
     for r in rows:
@@ -283,4 +347,16 @@ def format_compare(rows: list[CompareRow]) -> str:
             f"{Path(r.model).name[:39]:<40}{r.backend:<12}{r.size_mb:>7.1f}{r.box_ap:>9.4f}{r.box_ap - base.box_ap:>+8.4f}"
             f"{r.mask_ap:>9.4f}{r.mask_ap - base.mask_ap:>+8.4f}{r.inference_ms:>10.1f}"
         )
+    if resamples:
+        lines.append(f"AP as a share of {Path(base.model).name}'s, with its 95% interval over {resamples} paired "
+                     "bootstrap resamples of the images:")
+        for r in rows[1:]:
+            cells = [f"{label} {_interval_text(r.intervals[kind])}" if kind in r.intervals else f"{label} n/a"
+                     for kind, label in (("bbox", "box"), ("segm", "mask"))]
+            lines.append(f"{Path(r.model).name[:39]:<40}" + "   ".join(cells))
     return "\n".join(lines)
+
+
+def _interval_text(interval: tuple[float, float, float]) -> str:
+    share, low, high = (100 * v for v in interval)
+    return f"{share:.3f}% ({low:.2f}% to {high:.2f}%)"

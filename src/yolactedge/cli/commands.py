@@ -321,10 +321,14 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..evaluate import compare, format_compare
+    from ..evaluate import MIN_RESAMPLES, compare, format_compare
 
-    rows = compare(args.model, args.images, args.annotations, limit=args.limit, num_threads=args.threads)
-    print(format_compare(rows))
+    if args.interval and (len(args.model) < 2 or args.interval < MIN_RESAMPLES):
+        raise UsageError(f"--interval compares each --model with the first: give at least two --model and "
+                         f"--interval {MIN_RESAMPLES} or more (got {len(args.model)} and {args.interval})")
+    rows = compare(args.model, args.images, args.annotations, limit=args.limit, num_threads=args.threads,
+                   resamples=args.interval)
+    print(format_compare(rows, args.interval))
     return 0
 
 
