@@ -15,8 +15,10 @@ from yolactedge.evaluate import (
     EvaluationError,
     ap_ratio_intervals,
     category_mapping,
+    CompareRow,
     compare,
     evaluate,
+    format_compare,
     load_ground_truth,
     resampled_ap,
 )
@@ -225,3 +227,11 @@ def test_compare_interval_needs_two_models_and_enough_resamples(dataset):
         compare(["demo"], folder, ann, resamples=300)
     with pytest.raises(EvaluationError, match="20 resamples"):
         compare(["demo", "demo"], folder, ann, resamples=5)
+
+
+def test_compare_table_says_n_a_where_there_is_no_share():
+    rows = [CompareRow("a.tflite", "litert", 1.0, 0.0, 0.5, 1.0),
+            CompareRow("b.tflite", "litert", 1.0, 0.0, 0.4, 1.0,
+                       {"bbox": (float("nan"),) * 3, "segm": (0.8, 0.7, 0.9)})]
+    last = format_compare(rows, resamples=100).splitlines()[-1]
+    assert last.startswith("b.tflite") and "box n/a" in last and "mask 80.000% (70.00% to 90.00%)" in last

@@ -351,12 +351,15 @@ def format_compare(rows: list[CompareRow], resamples: int = 0) -> str:
         lines.append(f"AP as a share of {Path(base.model).name}'s, with its 95% interval over {resamples} paired "
                      "bootstrap resamples of the images:")
         for r in rows[1:]:
-            cells = [f"{label} {_interval_text(r.intervals[kind])}" if kind in r.intervals else f"{label} n/a"
-                     for kind, label in (("bbox", "box"), ("segm", "mask"))]
+            cells = [f"{label} {_interval_text(r.intervals.get(kind))}" for kind, label in (("bbox", "box"),
+                                                                                             ("segm", "mask"))]
             lines.append(f"{Path(r.model).name[:39]:<40}" + "   ".join(cells))
     return "\n".join(lines)
 
 
-def _interval_text(interval: tuple[float, float, float]) -> str:
+def _interval_text(interval: tuple[float, float, float] | None) -> str:
+    """"98.997% (98.43% to 99.47%)", or "n/a" where there was no share to take (no detections, a first file at 0 AP)."""
+    if interval is None or not np.all(np.isfinite(interval)):
+        return "n/a"
     share, low, high = (100 * v for v in interval)
     return f"{share:.3f}% ({low:.2f}% to {high:.2f}%)"
