@@ -287,11 +287,11 @@ def ap_ratio_intervals(reference: EvalResult, other: EvalResult, *, resamples: i
             ratios[kind].append(_share(resampled_ap(oth, sample), resampled_ap(ref, sample)))
     tail = 100 * (1 - confidence) / 2
     out = {}
-    for kind, (ref, oth) in pairs.items():
+    for kind in pairs:
         finite = np.array(ratios[kind])[np.isfinite(ratios[kind])]
         low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
-        whole = np.arange(count)
-        out[kind] = (_share(resampled_ap(oth, whole), resampled_ap(ref, whole)), float(low), float(high))
+        share = _share(other.metrics[kind]["AP"], reference.metrics[kind]["AP"])  # COCOeval's, on the whole set
+        out[kind] = (share, float(low), float(high))
     return out
 
 

@@ -144,7 +144,6 @@ def _frames(stages: Stages, calib, count: int, seed: int, size: int, progress: b
     return frames, info
 
 
-
 # --- ONNX → Keras, with each tensor's layout ------------------------------------------------------------------------
 
 class KerasPair:
