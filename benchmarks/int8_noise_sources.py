@@ -120,28 +120,14 @@ def ranges_by_error(fake: FakeInt8, calibration, selected) -> None:
     """Replace the observed min/max of the quantization points `selected(name)` accepts by `least_error_range`
     over a histogram of their values on the calibration images."""
     import numpy as np
-    import torch
-
-    from int8_qat import quantization_points
 
     bounds = {key: (min(low, 0.0), max(high, 0.0)) for key, (low, high) in fake.ranges.items() if selected(key[0])}
     histograms = {key: np.zeros(BINS) for key in bounds}
 
-    def hook(name):
-        def record(_module, _inputs, output):
-            for index, tensor in fake._outputs(output):
-                key = fake._key(name, index, tensor)
-                histograms[key] += np.histogram(tensor.numpy().ravel(), BINS, bounds[key])[0]
-        return record
+    def record(key, tensor):
+        histograms[key] += np.histogram(tensor.numpy().ravel(), BINS, bounds[key])[0]
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in quantization_points(fake.model) if selected(n)]
-    try:
-        with torch.no_grad():
-            for start in range(0, len(calibration), 20):
-                fake.model(calibration[start:start + 20])
-    finally:
-        for handle in handles:
-            handle.remove()
+    fake.each_output(calibration, record, selected)
     for key, histogram in histograms.items():
         fake.ranges[key] = least_error_range(histogram, *bounds[key])
 

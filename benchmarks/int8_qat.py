@@ -68,23 +68,32 @@ class FakeInt8:
         return name, index, tuple(tensor.shape[-2:])
 
     def observe(self, images) -> None:
+        def record(key, tensor):
+            low, high = float(tensor.min()), float(tensor.max())
+            seen = self.ranges.get(key, (low, high))
+            self.ranges[key] = (min(seen[0], low), max(seen[1], high))
+
+        self.each_output(images, record)
+
+    def each_output(self, images, record, selected=lambda name: True) -> None:
+        """Run the model over `images` (batches of 20, no gradients) and call record(key, tensor) with every
+        output of the quantization points whose names `selected` accepts."""
         import torch
 
         def hook(name):
-            def record(_module, _inputs, output):
+            def forward_hook(_module, _inputs, output):
                 for index, tensor in self._outputs(output):
-                    key = self._key(name, index, tensor)
-                    low, high = float(tensor.min()), float(tensor.max())
-                    seen = self.ranges.get(key, (low, high))
-                    self.ranges[key] = (min(seen[0], low), max(seen[1], high))
-            return record
+                    record(self._key(name, index, tensor), tensor)
+            return forward_hook
 
-        handles = [m.register_forward_hook(hook(n)) for n, m in quantization_points(self.model)]
-        with torch.no_grad():
-            for start in range(0, len(images), 20):
-                self.model(images[start:start + 20])
-        for handle in handles:
-            handle.remove()
+        handles = [m.register_forward_hook(hook(n)) for n, m in quantization_points(self.model) if selected(n)]
+        try:
+            with torch.no_grad():
+                for start in range(0, len(images), 20):
+                    self.model(images[start:start + 20])
+        finally:
+            for handle in handles:
+                handle.remove()
 
     @staticmethod
     def _outputs(output):
