@@ -229,6 +229,21 @@ def test_compare_interval_needs_two_models_and_enough_resamples(dataset):
         compare(["demo", "demo"], folder, ann, resamples=5)
 
 
+def test_compare_opens_every_file_before_evaluating_any(dataset, monkeypatch):
+    import yolactedge.evaluate as evaluate_module
+    from yolactedge.runtime import ModelError
+
+    pytest.importorskip("ai_edge_litert")
+    folder, ann = dataset
+    corrupt = folder / "corrupt.tflite"
+    corrupt.write_bytes(b"garbage" * 20)
+    evaluated = []
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: evaluated.append(args))
+    with pytest.raises(ModelError, match="corrupt.tflite: not a readable TFLite model"):
+        compare(["demo", str(corrupt)], folder, ann, progress=False)
+    assert evaluated == []
+
+
 def test_compare_table_says_n_a_where_there_is_no_share():
     rows = [CompareRow("a.tflite", "litert", 1.0, 0.0, 0.5, 1.0),
             CompareRow("b.tflite", "litert", 1.0, 0.0, 0.4, 1.0,

@@ -115,7 +115,7 @@ def run_demo(model: str = "demo", source: str | None = None, out_dir: str = "run
               f"(median of {len(frame_ms['key'])} and {len(frame_ms['warped'])})")
     print(f"annotated images: {out_dir}")
     if report.failed:
-        raise ValueError(f"{len(report.failed)} inputs could not be read (first: {report.failed[0]})")
+        raise ValueError(report.failure_summary())
     return summary
 
 

@@ -324,9 +324,10 @@ def compare(models: list[str], images_dir, annotation_file, *, limit: int | None
     if resamples and (len(models) < 2 or resamples < MIN_RESAMPLES):
         raise EvaluationError(f"an AP interval compares each file with the first: it needs at least two models and "
                               f"{MIN_RESAMPLES} resamples, got {len(models)} and {resamples}")
+    # Every file is opened before any is evaluated, so a bad later file fails at once, not after minutes of work.
+    detectors = [Detector(model, backend=backend, num_threads=num_threads, **PROTOCOL) for model in models]
     rows, first = [], None
-    for model in models:
-        detector = Detector(model, backend=backend, num_threads=num_threads, **PROTOCOL)
+    for model, detector in zip(models, detectors):
         result = evaluate(detector, images_dir, annotation_file, limit=limit, progress=progress)
         first = result if first is None else first
         rows.append(CompareRow(

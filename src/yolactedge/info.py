@@ -59,7 +59,10 @@ def _describe_compiled(path: Path) -> str | None:
     from .export.tflite_file import inspect_tflite
     from .modelmeta import read_tflite_metadata
 
-    info = inspect_tflite(path)
+    try:
+        info = inspect_tflite(path)
+    except (ValueError, RuntimeError):  # not a TFLite file: the Detector's loading says so, naming the file
+        return None
     builtin = set(_builtin_op_names())
     custom = [name for name in info["op_histogram"] if name not in builtin]
     if not custom:

@@ -33,6 +33,11 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     inference_ms: list[float] = field(default_factory=list)
 
+    def failure_summary(self) -> str:
+        """One line for the inputs that could not be read."""
+        count = len(self.failed)
+        return f"{count} input{'s' if count > 1 else ''} could not be read (first: {self.failed[0]})"
+
 
 def predict(
     sources,

@@ -189,7 +189,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{report.images} images, {report.detections} detections, median inference {median:.1f} ms"
           + (f"; annotated output in {args.out}" if report.written else ""))
     if report.failed:
-        print(f"error: {len(report.failed)} inputs could not be read (first: {report.failed[0]})", file=sys.stderr)
+        print(f"error: {report.failure_summary()}", file=sys.stderr)
         return 1
     return 0
 

@@ -43,7 +43,7 @@ def check_request(format: str, precision: str | None, target: str | None) -> str
         return "fp32"
     precision = precision or "int8"
     if target in NPU_TARGETS and precision != "int8":
-        raise ExportError(f"--target {target} runs full-integer models only: use --precision int8, not {precision} "
+        raise ExportError(f"--target {target} builds int8 graphs for its NPU: use --precision int8, not {precision} "
                           f"(or --target cpu)")
     return precision
 
