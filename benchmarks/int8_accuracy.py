@@ -19,7 +19,9 @@ figures' 100 calibration renders, seed 31337), and are evaluated on the first --
   size) and (offset + half size) gets its own range, half the shared one (`split-corners`);
 - the default with MobileNetV2's residual streams equalised on the calibration set first (`equalised`), as
   `yolactedge export` does since (`yolactedge.export.equalise`; paired over calibration sets:
-  `int8_equalise.py`).
+  `int8_equalise.py`);
+- `yolactedge export --target cpu` on the same calibration renders (`cpu`): the CPU graph, whose box decode runs
+  in float (`yolactedge.export.box_decode`), so its boxes are not on the int8 output's 1/255 grid.
 
 --calib-seed calibrates every int8 row on 100 renders of another seed (the README's, 31337, by default): the
 decode variants' gains are smaller than what the calibration set alone moves (`int8_box_spread.py`), so compare
@@ -63,13 +65,19 @@ EXPECTED = {73: "convolution_55/", 117: "convolution_52/", 119: "tf.concat/", 13
 def calibration_samples(data: Path, seed: int = CALIB_SEED, size: int = 320):
     """The 100 calibration renders of `seed` at `size` as calibration images, rendered into `data` when absent: the
     README's set in calibration/, another seed's in calibration_seed<seed>/ (another size: _<size> appended)."""
-    from yolactedge.data.synthetic import generate_dataset
     from yolactedge.export.calibration import load_calibration_images
+
+    return load_calibration_images(calibration_folder(data, seed, size), 100, 1337, size, progress=False)[0]
+
+
+def calibration_folder(data: Path, seed: int = CALIB_SEED, size: int = 320) -> Path:
+    """The folder of `calibration_samples`' renders (rendered when absent), for `yolactedge export --calib`."""
+    from yolactedge.data.synthetic import generate_dataset
 
     folder = data / (("calibration" if seed == CALIB_SEED else f"calibration_seed{seed}") + _size_suffix(size))
     if not (folder / "annotations.json").is_file():
         generate_dataset(folder, 100, seed=seed, image_size=size)
-    return load_calibration_images(folder / "images", 100, 1337, size, progress=False)[0]
+    return folder / "images"
 
 
 def held_out_set(data: Path, seed: int = VAL_SEED, size: int = 320) -> Path:
@@ -350,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from yolactedge.data.synthetic import generate_dataset
     from yolactedge.evaluate import compare
+    from yolactedge.export import export_model
     from yolactedge.export.calibration import load_calibration_images
     from yolactedge.export.equalise import equalised_streams
     from yolactedge.export.onnx import export_onnx, resolve_model
@@ -413,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
                 export_onnx(module, work / "equalised.onnx", progress=False)
             files["int8, the same with the streams equalised (the export's default)"] = convert(
                 work / "equalised.onnx", work, "int8", images, work / "equalised.tflite")
+        if "cpu" in rows:
+            files["int8, `yolactedge export --target cpu` (box decode, softmax and exp in float)"] = export_model(
+                "demo", "tflite", target="cpu", calib=calibration_folder(data, args.calib_seed),
+                output=work / "cpu.tflite", progress=False).path
         results = compare([str(p) for p in files.values()], val / "images", val / "annotations.json",
                           limit=args.images, num_threads=args.threads, progress=False)
         int8 = {label: path for label, path in files.items() if label.startswith("int8")}  # not the diagnostics

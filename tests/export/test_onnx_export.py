@@ -152,9 +152,9 @@ def _one_line_error(excinfo) -> str:
 @pytest.mark.parametrize(("fmt", "precision", "target", "expected"), [
     ("onnx", "int8", None, "float32 only"),
     ("onnx", None, "imx8mp", "needs --format tflite"),
-    ("tflite", "fp32", "imx93", "full-integer"),
-    ("tflite", "fp16", "imx8mp", "full-integer"),
-    ("tflite", "int16x8", "imx93", "full-integer"),
+    ("tflite", "fp32", "imx93", "builds int8 graphs for its NPU"),
+    ("tflite", "fp16", "imx8mp", "builds int8 graphs for its NPU"),
+    ("tflite", "int16x8", "imx93", "builds int8 graphs for its NPU"),
     ("coreml", None, None, "unknown format"),
     ("tflite", "int4", None, "unknown precision"),
     ("tflite", "int8", "rpi5", "unknown target"),
@@ -168,7 +168,7 @@ def test_unsupported_combinations(tiny, tmp_path, fmt, precision, target, expect
 
 
 def test_cpu_target_takes_every_tflite_precision():
-    """A CPU runs float files too; only the NPU targets need full integer (and int8 is the default)."""
+    """A CPU runs float files too; only the NPU targets need int8 (the default)."""
     from yolactedge.export.pipeline import check_request
 
     assert [check_request("tflite", p, "cpu") for p in (None, "fp32", "fp16", "int16x8")] == [

@@ -164,6 +164,48 @@ def test_cpu_target_keeps_softmax_and_exp_in_float(int8, int8_cpu):
         assert int8_cpu.verification["outputs"][name]["max_abs"] < 0.1, name
 
 
+def test_cpu_target_decodes_the_boxes_in_float(int8, int8_cpu):
+    """The cpu graph computes the boxes output in float from the int8 box convolutions: no 1/255 grid, so its
+    boxes are closer to the float model's than the NPU graph's; the convolutions stay int8."""
+    interpreter = Interpreter(model_path=str(int8_cpu.path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    boxes_index = signature_outputs(int8_cpu.path.read_bytes())["boxes"]
+    (producer,) = [op for op in ops if boxes_index in op["outputs"]]
+    assert producer["op_name"] != "DEQUANTIZE"
+    decode_types = {op["op_name"] for op in ops if tensors[op["outputs"][0]]["dtype"] == np.float32
+                    and op["op_name"] not in ("SOFTMAX", "EXP", "DEQUANTIZE")}
+    assert decode_types and decode_types <= {"ADD", "SUB", "MUL", "CONCATENATION", "RESHAPE", "STRIDED_SLICE"}
+    assert all(tensors[op["outputs"][0]]["dtype"] == np.int8 for op in ops if op["op_name"] == "CONV_2D")
+    assert int8_cpu.stray_ops == []
+    assert "float  SOFTMAX, EXP, the box decode (--target cpu" in int8_cpu.summary()
+    assert "float  " not in int8[0].summary()
+    cpu_error = int8_cpu.verification["outputs"]["boxes"]["max_scaled"]
+    npu_error = int8[0].verification["outputs"]["boxes"]["max_scaled"]
+    assert cpu_error < npu_error
+
+
+def test_box_decode_nodes_stop_at_the_box_convolutions(onnx_file, tmp_path):
+    """`box_decode_nodes` names the decode's operators of a float model, down to the boxes output, and none of
+    the network's: each is a DECODE_OPS type, and every convolution is left out."""
+    from yolactedge.export.box_decode import DECODE_OPS, box_decode_nodes
+    from yolactedge.export.tflite_file import model_object
+    from yolactedge.opprofile import op_type_name
+
+    keras = onnx_to_keras(onnx_file, tmp_path, simplified=False)
+    data = keras_to_tflite(keras, "fp32", progress=False)
+    model = model_object(data)
+    subgraph = model.subgraphs[0]
+    by_name = {subgraph.tensors[op.outputs[0]].name.decode(): op for op in subgraph.operators}
+    names = box_decode_nodes(data)
+    assert names and all(op_type_name(model, by_name[n]) in DECODE_OPS for n in names)
+    boxes = next(int(t) for t in subgraph.outputs if list(subgraph.tensors[t].shape) == [1, ANCHORS, 4])
+    assert subgraph.tensors[boxes].name.decode() in names
+    assert len(names) < len(subgraph.operators) // 2
+    types = {op_type_name(model, by_name[n]) for n in names}
+    assert "EXP" in types and "CONV_2D" not in types
+
+
 def test_cpu_target_pads_inside_the_first_convolution(int8, int8_cpu):
     """The NPU graph pads the image with a PAD operator; the cpu graph's first convolution pads by itself (SAME),
     which spares XNNPACK a pass over the whole image."""

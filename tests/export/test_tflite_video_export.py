@@ -187,6 +187,26 @@ def test_fp16_pair_of_the_demo_video_model_is_verified_and_runs_in_video_mode(tm
         assert total.reference > 0 and total.matched == total.reference and total.mean_box_iou > 0.98
 
 
+@pytest.mark.slow
+def test_cpu_target_pair_decodes_its_boxes_in_float(tiny_video_model, frame_folder, tmp_path):
+    """--target cpu on a video pair: both files compute the boxes output in float (no 1/255 grid), the warped
+    file keeps its sampling grid in float beside it, and both pass verification."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from yolactedge.export.tflite_file import signature_outputs
+
+    result = export_model(tiny_video_model, "tflite", precision="int8", calib=frame_folder, calib_count=20,
+                          target="cpu", output=tmp_path / "vid.tflite", progress=False)
+    assert result.verification["passed"] and result.verification["warped"]["passed"]
+    for path in (result.path, result.warped_path):
+        interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        boxes = signature_outputs(path.read_bytes())["boxes"]
+        (producer,) = [op["op_name"] for op in interpreter._get_ops_details() if boxes in op["outputs"]]
+        assert producer != "DEQUANTIZE", path.name
+    assert result.stray_ops == []
+    assert "FLOOR" in " ".join(result.warped_float_ops)  # the sampling grid, reported as before
+
+
 def test_int16x8_and_too_few_calibration_frames_are_refused(tiny_video_model, frame_folder, tmp_path):
     with pytest.raises(ExportError, match="a video model exports as fp32, fp16, int8; --precision int16x8 is"):
         export_model(tiny_video_model, "tflite", precision="int16x8", output=tmp_path / "v.tflite", progress=False)

@@ -21,7 +21,7 @@ from ..fileio import atomic_write_json, give_default_permissions
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
-NPU_TARGETS = ("imx8mp", "imx93")  # full-integer graphs only
+NPU_TARGETS = ("imx8mp", "imx93")  # int8 graphs only
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class TargetGraph:
 
     # Kept in float: LiteRT runs int8 SOFTMAX and EXP on slow reference kernels (XNNPACK has none); NPUs need int8.
     float_ops: tuple[str, ...] = ()
+    # The box decode in float (`box_decode.box_decode_nodes`): boxes off the int8 output's 1/255 grid.
+    float_box_decode: bool = False
     # The FPN's non-2x resizes as fixed-weight convolutions, which Vela places on the Ethos-U NPU.
     separable_upsampling: bool = False
     # The input's division by std folded into the first convolution: one int8 op over the whole image less.
@@ -41,7 +43,8 @@ class TargetGraph:
 
 # imx8mp keeps the plain graph (its NPU cannot be measured here); None (no --target) is the plain graph too.
 TARGET_GRAPHS = {
-    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), fold_input_std=True, implicit_image_padding=True),
+    "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), float_box_decode=True, fold_input_std=True,
+                       implicit_image_padding=True),
     "imx8mp": TargetGraph(),
     "imx93": TargetGraph(separable_upsampling=True, fold_input_std=True),
 }
@@ -100,6 +103,10 @@ class ExportResult:
             lines.append(f"  ops    {ops}")
         if self.stray_ops:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
+        graph = TARGET_GRAPHS.get(self.target)
+        if graph and self.precision == "int8" and (graph.float_ops or graph.float_box_decode):
+            kept = [*graph.float_ops, *(["the box decode"] if graph.float_box_decode else [])]
+            lines.append(f"  float  {', '.join(kept)} (--target {self.target}: faster or finer in float on a CPU)")
         equalised = (self.calibration or {}).get("equalised_streams")
         if equalised:
             lines.append(f"  streams {_equalisation_line(equalised)}")

@@ -20,7 +20,7 @@ from .common import (
     FORMATS, NPU_TARGETS, PRECISIONS, TARGET_GRAPHS, TARGETS, ExportError, ExportResult, Stages, atomic_replace,
 )
 from .tflite_finish import (
-    calibration_summary, checked_interface, compile_for_npu, float_ops_for, warn, write_reports,
+    calibration_summary, checked_interface, compile_for_npu, float_box_decode, float_ops_for, warn, write_reports,
 )
 
 VERIFY_SEED_OFFSET = 1  # held-out images use calib_seed + 1
@@ -226,7 +226,7 @@ def export_tflite(
         onnx_path, simplified, onnx_check, equalised = _onnx_source(stages, source, workdir, progress, target,
                                                                     result_warnings, calib_images, equalise)
         data, convert_info = _convert(stages, onnx_path, simplified, workdir, precision, calib_images, progress,
-                                      float_ops_for(target, precision))
+                                      float_ops_for(target, precision), float_box_decode(target, precision))
         release_tf()
         metadata = model_metadata(source.config, precision=precision, target=target)
         data = embed_metadata(data, metadata)
@@ -296,16 +296,18 @@ def _onnx_source(stages: Stages, source, workdir: Path, progress: bool, target: 
 
 
 def _convert(stages: Stages, onnx_path: Path, simplified: bool, workdir: Path, precision: str, calib_images,
-             progress: bool, float_ops: tuple[str, ...]) -> tuple[bytes, dict]:
-    """ONNX → Keras → TFLite bytes in the NXP output order (with `float_ops` left in float), and what the
-    converter reported."""
+             progress: bool, float_ops: tuple[str, ...], float_decode: bool = False) -> tuple[bytes, dict]:
+    """ONNX → Keras → TFLite bytes in the NXP output order (with `float_ops`, and the box decode when
+    `float_decode`, left in float), and what the converter reported."""
+    from .box_decode import box_decode_nodes
     from .converter import keras_to_tflite
     from .onnx2tf_step import onnx_to_keras
 
     keras_model = stages.run("ONNX → TensorFlow (onnx2tf)", onnx_to_keras, onnx_path, workdir, simplified=simplified)
     convert_info: dict = {}
     data = stages.run(f"TFLite {precision}", keras_to_tflite, keras_model, precision, calib_images,
-                      progress=progress, info=convert_info, float_ops=float_ops)
+                      progress=progress, info=convert_info, float_ops=float_ops,
+                      float_nodes=box_decode_nodes if float_decode else None)
     return data, convert_info
 
 

@@ -131,12 +131,13 @@ def open_interpreter(model, threads: int = 2, *, delegates: bool = True):
 
 
 def inspect_tflite(model, precision: str | None = None, *, float_ops: tuple[str, ...] = (),
-                   transposes: int | None = None, gathers: bool = False) -> dict:
+                   transposes: int | None = None, gathers: bool = False, float_box_decode: bool = False) -> dict:
     """Interface, output index order, op histogram and stray ops of a TFLite file (path or bytes).
 
     float_ops: operator types meant to run in float inside an int8 graph (with their DEQUANTIZE and QUANTIZE).
     transposes: how many TRANSPOSE the graph should have at most (default EXPECTED_TRANSPOSES; -1: any).
     gathers: GATHER ops belong to the graph (a video model's warped frame: onnx2tf's form of GridSample).
+    float_box_decode: the boxes output is computed in float (the CPU target's decode).
     """
     data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     interpreter = open_interpreter(data, threads=1, delegates=False)
@@ -152,9 +153,26 @@ def inspect_tflite(model, precision: str | None = None, *, float_ops: tuple[str,
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     stray = stray_ops(ops, tensors, [d["index"] for d in interpreter.get_output_details()], precision,
                       float_ops=float_ops, transposes=EXPECTED_TRANSPOSES if transposes is None else transposes,
-                      gathers=gathers)
+                      gathers=gathers, float_box_decode=float_box_decode)
     return {"inputs": inputs, "outputs": outputs, "output_order": [o["name"] for o in outputs],
             "op_histogram": histogram, "stray_ops": stray, "size_bytes": len(data)}
+
+
+def float_box_tail(ops: list[dict], tensors: dict[int, dict], outputs: list[int]) -> set[int]:
+    """Indices of the operators that compute the boxes output ([1, anchors, 4]) in float, back to the DEQUANTIZE
+    of their int8 inputs (included)."""
+    producer = {t: o for o in ops for t in o["outputs"]}
+    pending = [t for t in outputs if len(tensors[t]["shape"]) == 3 and tensors[t]["shape"][-1] == 4]
+    tail: set[int] = set()
+    while pending:
+        op = producer.get(pending.pop())
+        if op is None or op["index"] in tail or not any(
+                np.dtype(tensors[t]["dtype"]).name == "float32" for t in op["outputs"]):
+            continue
+        tail.add(op["index"])
+        if op["op_name"] != "DEQUANTIZE":
+            pending.extend(t for t in op["inputs"] if t >= 0)
+    return tail
 
 
 def _tensor_info(detail: dict, name: str) -> dict:
@@ -171,12 +189,14 @@ EXPECTED_TRANSPOSES = 1  # scores: [1, A, C] → [1, C, A], part of the model's 
 
 def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], precision: str | None, *,
               float_ops: tuple[str, ...] = (), transposes: int = EXPECTED_TRANSPOSES,
-              gathers: bool = False) -> list[str]:
+              gathers: bool = False, float_box_decode: bool = False) -> list[str]:
     """Ops an integer graph should not have: non-builtins, gathers, extra transposes, float islands.
 
     A DEQUANTIZE is expected only where it produces a model output or feeds `float_ops`; a QUANTIZE only from the
     float input (int16x8), from one of `float_ops`, or as an int8→int8 requantisation (e.g. before a
     concatenation). `transposes` -1 accepts any number (the Ethos-U graph's separable upsampling has several).
+    `float_box_decode`: the float operators that compute the boxes output, and the DEQUANTIZE that feed them, are
+    expected too (the CPU target's float decode).
     """
     found = []
     for op in ops:
@@ -192,6 +212,7 @@ def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], pre
         return found
     graph_outputs = set(outputs)
     float_types = ("float32", "float16")
+    decode = float_box_tail(ops, tensors, outputs) if float_box_decode else set()
     producer = {t: o["op_name"] for o in ops for t in o["outputs"]}
     consumers: dict[int, set[str]] = {}
     for o in ops:
@@ -199,6 +220,8 @@ def stray_ops(ops: list[dict], tensors: dict[int, dict], outputs: list[int], pre
             consumers.setdefault(t, set()).add(o["op_name"])
     for op in ops:
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if op["index"] in decode:
+            continue
         if name == "DEQUANTIZE" and not set(outs) <= graph_outputs:
             if not consumers.get(outs[0]) or not consumers[outs[0]] <= set(float_ops):
                 found.append(f"DEQUANTIZE mid-graph (tensor {tensors[outs[0]]['name']})")

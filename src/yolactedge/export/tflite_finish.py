@@ -27,7 +27,8 @@ def checked_interface(data: bytes, precision: str, target: str | None, result_wa
     separable = target is not None and TARGET_GRAPHS[target].separable_upsampling
     video = graph == "warped" or bool(extra_outputs)
     info = inspect_tflite(data, precision, float_ops=float_ops_for(target, precision),
-                          transposes=-1 if separable or video else None, gathers=graph == "warped")
+                          transposes=-1 if separable or video else None, gathers=graph == "warped",
+                          float_box_decode=float_box_decode(target, precision))
     expected = [*TFLITE_OUTPUT_ORDER, *extra_outputs]
     if info["output_order"] != expected:
         raise ExportError(f"TFLite output order is {info['output_order']}, expected {expected}")
@@ -109,3 +110,8 @@ def check_input(detail: dict, precision: str, result_warnings: list[str]) -> Non
 def float_ops_for(target: str | None, precision: str) -> tuple[str, ...]:
     """The operator types the target's int8 graph keeps in float (none for other precisions)."""
     return TARGET_GRAPHS[target].float_ops if target is not None and precision == "int8" else ()
+
+
+def float_box_decode(target: str | None, precision: str) -> bool:
+    """Whether the target's int8 graph decodes the boxes in float."""
+    return target is not None and precision == "int8" and TARGET_GRAPHS[target].float_box_decode

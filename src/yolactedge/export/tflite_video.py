@@ -48,7 +48,7 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
     from .onnx2tf_step import release_tf
     from .onnx_video import export_video_onnx
     from .tflite_finish import (
-        calibration_summary, checked_interface, compile_for_npu, float_ops_for, write_reports,
+        calibration_summary, checked_interface, compile_for_npu, float_box_decode, float_ops_for, write_reports,
     )
     from .tflite_file import embed_metadata
 
@@ -77,7 +77,8 @@ def export_video_tflite(source, path: Path, *, precision: str, calib, calib_coun
         warped_onnx = onnx_info["warped_path"]
         pair = stages.run("ONNX → TensorFlow (onnx2tf)", pair_to_keras, key_onnx, warped_onnx, workdir)
         key_data, warped_data, convert_info = stages.run(
-            f"TFLite {precision}", convert_pair, pair, key_onnx, precision, frames, progress, float_ops)
+            f"TFLite {precision}", convert_pair, pair, key_onnx, precision, frames, progress, float_ops,
+            float_box_decode(target, precision))
         memory = pair.memory
         del pair
         release_tf()
@@ -272,10 +273,15 @@ def _onnx_shapes(path: Path, *, inputs: bool) -> dict[str, tuple[int, ...]]:
 # --- Keras → TFLite ------------------------------------------------------------------------------------------------
 
 def convert_pair(pair: KerasPair, key_onnx: Path, precision: str, frames: np.ndarray | None, progress: bool,
-                 float_ops: tuple[str, ...]) -> tuple[bytes, bytes, dict]:
-    """→ (key-frame bytes, warped-frame bytes, what the converter reported of the calibration)."""
+                 float_ops: tuple[str, ...], float_decode: bool = False) -> tuple[bytes, bytes, dict]:
+    """→ (key-frame bytes, warped-frame bytes, what the converter reported of the calibration). `float_decode`:
+    both files decode their boxes in float (`box_decode`)."""
+    from .box_decode import box_decode_nodes
     from .converter import keras_to_tflite
     from .sampling_grid import sampling_grid_nodes
+
+    def warped_float_nodes(data: bytes) -> list[str]:
+        return sampling_grid_nodes(data) + (box_decode_nodes(data) if float_decode else [])
 
     warped_onnx = warped_graph_path(key_onnx)
     warped_inputs = pair.graph_inputs(_onnx_shapes(warped_onnx, inputs=True))
@@ -285,11 +291,12 @@ def convert_pair(pair: KerasPair, key_onnx: Path, precision: str, frames: np.nda
         key_calib, warped_calib = calibration_samples(pair, key_onnx, frames, warped_inputs)
     info: dict = {}
     key_data = keras_to_tflite(pair.key, precision, key_calib, progress=progress, info=info, float_ops=float_ops,
+                               float_nodes=box_decode_nodes if float_decode else None,
                                output_perms={k: v for k, v in key_perms.items() if v},
                                output_order=(*TFLITE_OUTPUT_ORDER, *pair.memory))
     warped_info: dict = {}
     warped_data = keras_to_tflite(pair.warped, precision, warped_calib, progress=progress, info=warped_info,
-                                  float_ops=float_ops, float_nodes=sampling_grid_nodes, inputs=warped_inputs)
+                                  float_ops=float_ops, float_nodes=warped_float_nodes, inputs=warped_inputs)
     if "calibration_s" in warped_info:
         info["calibration_s"] = round(info.get("calibration_s", 0.0) + warped_info["calibration_s"], 3)
     return key_data, warped_data, info
