@@ -50,7 +50,24 @@ def _describe_exported(model: str) -> str:
         if compiled is not None:
             return compiled
     detector = Detector(model)
-    return detector.describe()
+    return "\n".join([detector.describe(), *_export_lines(path)])
+
+
+def _export_lines(path: Path) -> list[str]:
+    """What the export recorded in a .tflite file: preset, precision, target (a target's graph differs, e.g. the
+    cpu target's float box decode), and the version that wrote it; nothing for a file without our metadata."""
+    from .export.common import TARGET_GRAPHS
+    from .modelmeta import read_tflite_metadata
+
+    meta = read_tflite_metadata(path) if path.suffix == ".tflite" else None
+    if not meta:
+        return []
+    target = meta.get("target")
+    graph = TARGET_GRAPHS.get(target)
+    kept = [*graph.float_ops, *(["the box decode"] if graph.float_box_decode else [])] if graph else []
+    in_float = f" ({', '.join(kept)} in float)" if kept and meta.get("precision") == "int8" else ""
+    return [f"export      {meta.get('preset')}, {meta.get('precision')}, target {target or 'none'}{in_float}, "
+            f"yolactedge {meta.get('yolactedge_version')}"]
 
 
 def _describe_compiled(path: Path) -> str | None:

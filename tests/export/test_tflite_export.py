@@ -166,7 +166,10 @@ def test_cpu_target_keeps_softmax_and_exp_in_float(int8, int8_cpu):
 
 def test_cpu_target_decodes_the_boxes_in_float(int8, int8_cpu):
     """The cpu graph computes the boxes output in float from the int8 box convolutions: no 1/255 grid, so its
-    boxes are closer to the float model's than the NPU graph's; the convolutions stay int8."""
+    boxes are closer to the float model's than the NPU graph's; the convolutions stay int8. The summary and
+    `yolactedge info` say what the target keeps in float."""
+    from yolactedge.info import describe_model
+
     interpreter = Interpreter(model_path=str(int8_cpu.path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
@@ -180,6 +183,8 @@ def test_cpu_target_decodes_the_boxes_in_float(int8, int8_cpu):
     assert int8_cpu.stray_ops == []
     assert "float  SOFTMAX, EXP, the box decode (--target cpu" in int8_cpu.summary()
     assert "float  " not in int8[0].summary()
+    assert "int8, target cpu (SOFTMAX, EXP, the box decode in float)" in describe_model(str(int8_cpu.path))
+    assert "int8, target imx8mp, yolactedge" in describe_model(str(int8[0].path))
     cpu_error = int8_cpu.verification["outputs"]["boxes"]["max_scaled"]
     npu_error = int8[0].verification["outputs"]["boxes"]["max_scaled"]
     assert cpu_error < npu_error
