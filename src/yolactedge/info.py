@@ -63,8 +63,7 @@ def _export_lines(path: Path) -> list[str]:
     if not meta:
         return []
     target = meta.get("target")
-    graph = TARGET_GRAPHS.get(target)
-    kept = [*graph.float_ops, *(["the box decode"] if graph.float_box_decode else [])] if graph else []
+    kept = TARGET_GRAPHS[target].kept_in_float() if target in TARGET_GRAPHS else []
     in_float = f" ({', '.join(kept)} in float)" if kept and meta.get("precision") == "int8" else ""
     return [f"export      {meta.get('preset')}, {meta.get('precision')}, target {target or 'none'}{in_float}, "
             f"yolactedge {meta.get('yolactedge_version')}"]

@@ -40,6 +40,10 @@ class TargetGraph:
     # which XNNPACK runs as a separate pass; NPUs fuse the PAD, so only the CPU graph needs it.
     implicit_image_padding: bool = False
 
+    def kept_in_float(self) -> list[str]:
+        """What this target's int8 graph computes in float, in words for summaries."""
+        return [*self.float_ops, *(["the box decode"] if self.float_box_decode else [])]
+
 
 # imx8mp keeps the plain graph (its NPU cannot be measured here); None (no --target) is the plain graph too.
 TARGET_GRAPHS = {
@@ -104,9 +108,9 @@ class ExportResult:
         if self.stray_ops:
             lines.append(f"  stray  {'; '.join(self.stray_ops)}")
         graph = TARGET_GRAPHS.get(self.target)
-        if graph and self.precision == "int8" and (graph.float_ops or graph.float_box_decode):
-            kept = [*graph.float_ops, *(["the box decode"] if graph.float_box_decode else [])]
-            lines.append(f"  float  {', '.join(kept)} (--target {self.target}: faster or finer in float on a CPU)")
+        if graph and self.precision == "int8" and graph.kept_in_float():
+            lines.append(f"  float  {', '.join(graph.kept_in_float())} (--target {self.target}: faster or finer in "
+                         "float on a CPU)")
         equalised = (self.calibration or {}).get("equalised_streams")
         if equalised:
             lines.append(f"  streams {_equalisation_line(equalised)}")
