@@ -191,6 +191,9 @@ def test_resampled_ap_reproduces_cocoeval_and_counts_repeats(dataset):
         # the first image twice scores as the first image alone (its detections and ground truth both double)
         assert resampled_ap(evaluator, np.array([0, 0])) == pytest.approx(first_only.metrics[kind]["AP"], abs=1e-12)
         assert np.array_equal(evaluator.eval["precision"], precision)  # left as it was, for the plots
+        for params in (evaluator.params, evaluator._paramsEval):  # and its parameters too
+            assert params.areaRngLbl == ["all", "small", "medium", "large"] and params.maxDets == [1, 10, 100]
+            assert list(params.imgIds) == [1, 2]
 
 
 def test_ap_interval_of_a_file_against_itself_is_exactly_one(dataset):

@@ -249,17 +249,28 @@ def resampled_ap(evaluator, sample: np.ndarray) -> float:
     image list (repeats count again), accumulated by pycocotools from its own per-image matches (`evalImgs`, laid
     out [category][area range][image]); the evaluator is left as it was."""
     params, evaluated = evaluator.params, evaluator._paramsEval
-    saved = evaluator.evalImgs, params.imgIds, evaluated.imgIds, evaluator.eval
-    images = len(params.imgIds)
-    blocks = len(saved[0]) // images
+    fields = ("imgIds", "areaRng", "areaRngLbl", "maxDets")
+    saved = evaluator.evalImgs, evaluator.eval, [{f: getattr(p, f) for f in fields} for p in (params, evaluated)]
+    images, areas = len(evaluated.imgIds), len(evaluated.areaRng)
+    everywhere = evaluated.areaRngLbl.index("all")
+    only = {"imgIds": list(range(len(sample))),  # distinct ids: a repeat counts twice
+            "areaRng": [evaluated.areaRng[everywhere]], "areaRngLbl": ["all"], "maxDets": [evaluated.maxDets[-1]]}
     try:
-        evaluator.evalImgs = [saved[0][block * images + i] for block in range(blocks) for i in sample]
-        params.imgIds = evaluated.imgIds = list(range(len(sample)))  # distinct ids: a repeat counts twice
+        # Only the area range and detection limit that AP uses are accumulated (a twelfth of the work, the same
+        # numbers: the per-image matches were made at the largest limit).
+        evaluator.evalImgs = [saved[0][(category * areas + everywhere) * images + i]
+                              for category in range(len(saved[0]) // (areas * images)) for i in sample]
+        for p in (params, evaluated):
+            for field, value in only.items():
+                setattr(p, field, value)
         with contextlib.redirect_stdout(io.StringIO()):  # accumulate() prints its timing
             evaluator.accumulate()
-        precision = evaluator.eval["precision"][:, :, :, 0, -1]
+        precision = evaluator.eval["precision"][:, :, :, 0, 0]
     finally:
-        evaluator.evalImgs, params.imgIds, evaluated.imgIds, evaluator.eval = saved
+        evaluator.evalImgs, evaluator.eval = saved[0], saved[1]
+        for p, values in zip((params, evaluated), saved[2]):
+            for field, value in values.items():
+                setattr(p, field, value)
     return float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
 
 
