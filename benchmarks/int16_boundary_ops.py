@@ -6,6 +6,8 @@ the cap on the NPUs too, if one operator could turn an int8 tensor into an int16
 our files: LiteRT on the CPU (and in the export's verification) and the Ethos-U65 through Vela. This builds a
 one-operator TFLite file for each candidate (int8 input(s), int16 output, zero point 0 as int16 requires) and
 reports whether LiteRT prepares it, whether its values are right (to 1 int16 step), and where Vela places it.
+Then a whole int16 tail of a three-level decode: where Vela places it, and, since LiteRT cannot run its QUANTIZE,
+how close a LiteRT twin (each int8 → int16 hand-over a DEQUANTIZE + QUANTIZE pair) comes to the exact sums.
 
     python benchmarks/int16_boundary_ops.py
 
@@ -30,18 +32,22 @@ Z_SCALE, Z_ZERO = 0.0025, 6
 OUT_SCALE = 1 / 32767  # the fine int16 grid the boxes output would take
 
 
-def single_op_model(schema, op: int, tensors: list[tuple], op_inputs: list[int], graph_inputs: list[int],
-                    options=None, constants: dict[int, np.ndarray] | None = None) -> bytes:
-    """A TFLite flatbuffer holding one operator; `tensors` are (name, type, shape, scales, zero points), the last
-    one the output."""
+def graph_model(schema, tensors: list[tuple], operators: list[tuple], graph_inputs: list[int],
+                constants: dict[int, np.ndarray] | None = None) -> bytes:
+    """A TFLite flatbuffer: `tensors` are (name, type, shape, scales, zero points) (scales None: a float tensor),
+    `operators` (builtin code, input indices, output indices, options or None) in order; the last tensor is the
+    output."""
     import flatbuffers
 
     constants = constants or {}
     model = schema.ModelT()
     model.version = 3
-    code = schema.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = op, min(op, 127), 1
-    model.operatorCodes = [code]
+    codes = list(dict.fromkeys(op for op, *_ in operators))
+    model.operatorCodes = []
+    for op in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = op, min(op, 127), 1
+        model.operatorCodes.append(code)
     model.buffers = [schema.BufferT()]
     subgraph = schema.SubGraphT()
     subgraph.tensors = []
@@ -52,21 +58,68 @@ def single_op_model(schema, op: int, tensors: list[tuple], op_inputs: list[int],
         model.buffers.append(buffer)
         tensor = schema.TensorT()
         tensor.name, tensor.type, tensor.shape, tensor.buffer = name, dtype, list(shape), len(model.buffers) - 1
-        quantization = schema.QuantizationParametersT()
-        quantization.scale, quantization.zeroPoint = list(scales), list(zero_points)
-        tensor.quantization = quantization
+        if scales is not None:
+            quantization = schema.QuantizationParametersT()
+            quantization.scale, quantization.zeroPoint = list(scales), list(zero_points)
+            tensor.quantization = quantization
         subgraph.tensors.append(tensor)
-    output = len(tensors) - 1
-    subgraph.inputs, subgraph.outputs = graph_inputs, [output]
-    operator = schema.OperatorT()
-    operator.opcodeIndex, operator.inputs, operator.outputs = 0, op_inputs, [output]
-    if options is not None:
-        operator.builtinOptionsType, operator.builtinOptions = options
-    subgraph.operators = [operator]
+    subgraph.inputs, subgraph.outputs = graph_inputs, [len(tensors) - 1]
+    subgraph.operators = []
+    for op, inputs, outputs, options in operators:
+        operator = schema.OperatorT()
+        operator.opcodeIndex, operator.inputs, operator.outputs = codes.index(op), inputs, outputs
+        if options is not None:
+            operator.builtinOptionsType, operator.builtinOptions = options
+        subgraph.operators.append(operator)
     model.subgraphs = [subgraph]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def single_op_model(schema, op: int, tensors: list[tuple], op_inputs: list[int], graph_inputs: list[int],
+                    options=None, constants: dict[int, np.ndarray] | None = None) -> bytes:
+    """One operator from `op_inputs` to the last tensor."""
+    return graph_model(schema, tensors, [(op, op_inputs, [len(tensors) - 1], options)], graph_inputs, constants)
+
+
+LEVELS = (4800, 1200, 300)  # anchors per level of a small box decode
+
+
+def int16_tail_model(schema, twin: bool) -> bytes:
+    """The end of a box decode with an int16 tail: per level, an int8 offset on [0, 1] and an int8 half size on
+    its level's finer grid, each handed to int16 (QUANTIZE, or for LiteRT's `twin` a DEQUANTIZE + QUANTIZE pair),
+    added in int16, the levels concatenated in int16 and dequantized to the float output."""
+    types, ops = schema.TensorType, schema.BuiltinOperator
+    tensors: list[tuple] = []
+    operators: list[tuple] = []
+
+    def tensor(name, dtype, count, scale=None, zero=0):
+        tensors.append((name, dtype, (1, count, 4), None if scale is None else [scale], [zero]))
+        return len(tensors) - 1
+
+    inputs, sums = [], []
+    for level, count in enumerate(LEVELS):
+        pair = [tensor(f"offset{level}", types.INT8, count, 1 / 255, -128),
+                tensor(f"half{level}", types.INT8, count, 0.0005 * (level + 1), 0)]
+        inputs += pair
+        wide = []
+        for source in pair:
+            if twin:
+                real = tensor(f"real{source}", types.FLOAT32, count)
+                operators.append((ops.DEQUANTIZE, [source], [real], None))
+                source = real
+            wide.append(tensor(f"wide{source}", types.INT16, count, OUT_SCALE))
+            operators.append((ops.QUANTIZE, [source], [wide[-1]], None))
+        sums.append(tensor(f"sum{level}", types.INT16, count, OUT_SCALE))
+        operators.append((ops.ADD, wide, [sums[-1]], (schema.BuiltinOptions.AddOptions, schema.AddOptionsT())))
+    concatenated = tensor("boxes16", types.INT16, sum(LEVELS), OUT_SCALE)
+    concat = schema.ConcatenationOptionsT()
+    concat.axis = 1
+    operators.append((ops.CONCATENATION, sums, [concatenated],
+                      (schema.BuiltinOptions.ConcatenationOptions, concat)))
+    operators.append((ops.DEQUANTIZE, [concatenated], [tensor("boxes", types.FLOAT32, sum(LEVELS))], None))
+    return graph_model(schema, tensors, operators, inputs)
 
 
 def candidates(schema) -> dict[str, tuple[bytes, np.ndarray]]:
@@ -136,7 +189,47 @@ def run_litert(data: bytes, want: np.ndarray) -> str:
     return "right" if wrong == 0 else f"wrong on {wrong} of {got.size} values (got {got.tolist()})"
 
 
+def run_litert_tail(data: bytes) -> str:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        Interpreter(model_content=data,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES).allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        return "refused: " + str(exc).splitlines()[0][:90]
+    return "runs"
+
+
+def tail_errors(data: bytes) -> str:
+    """The int16 tail's float output against the exact sum of its int8 inputs' values, beside what an int8 output
+    on [0, 1] (steps of 1/255) would err by on the same sums; random inputs."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=data,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    sums = []
+    details = interpreter.get_input_details()
+    for offset, half in zip(details[0::2], details[1::2]):
+        values = []
+        for detail in (offset, half):
+            q = rng.integers(-128, 128, detail["shape"], dtype=np.int8)
+            interpreter.set_tensor(detail["index"], q)
+            scale, zero = detail["quantization"]
+            values.append(scale * (q.astype(np.float64) - zero))
+        sums.append(values[0] + values[1])
+    interpreter.invoke()
+    exact = np.clip(np.concatenate(sums, axis=1), -1, 1)
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    int8_grid = np.clip(np.round(exact * 255) / 255, 0, 1)
+    inside = (exact >= 0) & (exact <= 1)
+    return (f"max error {np.abs(got - exact).max():.2e} (an int8 output on [0, 1]: "
+            f"{np.abs(int8_grid - exact)[inside].max():.2e})")
+
+
 def run_vela_placement(data: bytes, workdir: Path, name: str) -> str:
+    """"NPU", or the operator types Vela leaves on the CPU ("CPU: CAST")."""
     from yolactedge.export.common import ExportError
     from yolactedge.export.vela import npu_placement, run_vela, vela_available
 
@@ -150,7 +243,7 @@ def run_vela_placement(data: bytes, workdir: Path, name: str) -> str:
         return "Vela failed: " + str(exc)[:80]
     placement = npu_placement(Path(compiled["path"]).read_bytes())
     on_cpu = placement["cpu_operators"]
-    return "NPU" if not on_cpu else "CPU (" + ", ".join(on_cpu) + ")"
+    return "NPU" if not on_cpu else "CPU: " + ", ".join(on_cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +260,19 @@ def main(argv: list[str] | None = None) -> int:
                    "vela": run_vela_placement(data, Path(tmp), f"op{index}")}
             rows.append(row)
             lines.append(f"| {name} | {row['litert']} | {row['vela']} |")
+    tail = {"operators": "per level QUANTIZE int8 → int16 (x2), ADD int16; CONCATENATION int16; DEQUANTIZE",
+            "levels": list(LEVELS)}
+    with tempfile.TemporaryDirectory() as tmp:
+        real = int16_tail_model(schema, twin=False)
+        tail["litert"] = run_litert_tail(real)
+        tail["vela"] = run_vela_placement(real, Path(tmp), "tail")
+        tail["litert_twin"] = tail_errors(int16_tail_model(schema, twin=True))
+    lines += ["", f"An int16 box-decode tail ({tail['operators']}; {len(LEVELS)} levels):",
+              f"- Vela (what is not on the NPU): {tail['vela']}",
+              f"- LiteRT: {tail['litert']}",
+              f"- LiteRT, the same tail with each QUANTIZE int8 → int16 as DEQUANTIZE + QUANTIZE: {tail['litert_twin']}"]
     print("\n".join(lines))
-    write_results(args.json_out, rows)
+    write_results(args.json_out, {"operators": rows, "int16_tail": tail})
     return 0
 
 
