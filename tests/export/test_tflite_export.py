@@ -581,11 +581,46 @@ def test_imx93_export_places_everything_on_the_npu(tiny, calib_dir, tmp_path, no
     assert sidecar["target"] == "imx93" and sidecar["vela"]["placement"] == result.vela["placement"]
     assert sidecar["vela"]["summary"]["Estimated inference time"].endswith(" ms")
     assert json.loads(result.verify_json.read_text())["note"].startswith("verified the int8 model before Vela")
+    assert "  int16  the boxes output's last ADD per level" in summary
     for name in ORDER:
         assert result.verification["outputs"][name]["max_abs"] < 0.1, name
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "yolact_edge_demo_int8_vela.json", "yolact_edge_demo_int8_vela.tflite",
         "yolact_edge_demo_int8_vela.verify.json"]
+
+
+def test_int16_box_tail_is_the_same_model_as_its_twin(int8, tmp_path):
+    """The imx93 graph's int16 box tail: per level a QUANTIZE int8 → int16 (which LiteRT refuses: Vela runs it),
+    the levels' ADD, CONCATENATION and the output's DEQUANTIZE in int16. Its twin (DEQUANTIZE + QUANTIZE
+    hand-overs) runs in LiteRT and gives the same boxes as the int8 file to within the int8 output's rounding,
+    off its 1/255 grid; the other outputs are untouched."""
+    from yolactedge.export.int16_tail import with_int16_box_tail
+
+    data = int8[0].path.read_bytes()
+    real, twin = with_int16_box_tail(data, twin=False), with_int16_box_tail(data, twin=True)
+    with pytest.raises((RuntimeError, ValueError), match="quantize"):
+        Interpreter(model_content=real).allocate_tensors()
+    outputs = {}
+    for name, model in (("int8", data), ("twin", twin)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model)
+        interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        interpreter.allocate_tensors()
+        (inp,) = interpreter.get_input_details()
+        interpreter.set_tensor(inp["index"], np.random.default_rng(1).integers(-128, 128, inp["shape"], np.int8))
+        interpreter.invoke()
+        index = signature_outputs(model)
+        outputs[name] = {k: interpreter.get_tensor(v) for k, v in index.items()}
+        if name == "twin":
+            tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+            (producer,) = [op for op in interpreter._get_ops_details() if index["boxes"] in op["outputs"]]
+            assert producer["op_name"] == "DEQUANTIZE" and tensors[producer["inputs"][0]]["dtype"] == np.int16
+    for name in ("scores", "proto", "masks"):
+        assert np.array_equal(outputs["int8"][name], outputs["twin"][name]), name
+    int8_boxes, twin_boxes = outputs["int8"]["boxes"], outputs["twin"]["boxes"]
+    inside = (twin_boxes > 0.01) & (twin_boxes < 0.99)
+    assert np.abs(int8_boxes - twin_boxes)[inside].max() <= 0.5 / 255 + 1e-4
+    assert np.abs(np.round(twin_boxes[inside] * 255) - twin_boxes[inside] * 255).max() > 0.1  # off the int8 grid
 
 
 # --- metadata -------------------------------------------------------------------------------------------------------

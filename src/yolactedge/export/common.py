@@ -32,6 +32,8 @@ class TargetGraph:
     float_ops: tuple[str, ...] = ()
     # The box decode in float (`box_decode.box_decode_nodes`): boxes off the int8 output's 1/255 grid.
     float_box_decode: bool = False
+    # The boxes output's tail in int16 (`int16_tail`): boxes off the int8 grid, on an NPU that runs int16.
+    int16_box_tail: bool = False
     # The FPN's non-2x resizes as fixed-weight convolutions, which Vela places on the Ethos-U NPU.
     separable_upsampling: bool = False
     # The input's division by std folded into the first convolution: one int8 op over the whole image less.
@@ -50,7 +52,7 @@ TARGET_GRAPHS = {
     "cpu": TargetGraph(float_ops=("SOFTMAX", "EXP"), float_box_decode=True, fold_input_std=True,
                        implicit_image_padding=True),
     "imx8mp": TargetGraph(),
-    "imx93": TargetGraph(separable_upsampling=True, fold_input_std=True),
+    "imx93": TargetGraph(int16_box_tail=True, separable_upsampling=True, fold_input_std=True),
 }
 TARGETS = tuple(TARGET_GRAPHS)
 # Output tensors of every TFLite file, by index: the order NXP's YOLACT-Edge example reads them in.
@@ -111,6 +113,9 @@ class ExportResult:
         if graph and self.precision == "int8" and graph.kept_in_float():
             lines.append(f"  float  {', '.join(graph.kept_in_float())} (--target {self.target}: faster or finer in "
                          "float on a CPU)")
+        if graph and self.precision == "int8" and graph.int16_box_tail:
+            lines.append("  int16  the boxes output's last ADD per level, CONCATENATION and DEQUANTIZE (--target "
+                         f"{self.target}: boxes off the int8 output's 1/255 grid, on the NPU)")
         equalised = (self.calibration or {}).get("equalised_streams")
         if equalised:
             lines.append(f"  streams {_equalisation_line(equalised)}")

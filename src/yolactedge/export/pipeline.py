@@ -231,6 +231,12 @@ def export_tflite(
         metadata = model_metadata(source.config, precision=precision, target=target)
         data = embed_metadata(data, metadata)
         info = checked_interface(data, precision, target, result_warnings)
+        npu_data = None
+        if precision == "int8" and target is not None and TARGET_GRAPHS[target].int16_box_tail:
+            from .int16_tail import with_int16_box_tail
+
+            npu_data = with_int16_box_tail(data, twin=False)
+            data = with_int16_box_tail(data, twin=True)  # what LiteRT runs, to verify: the same values
         model_file = workdir / (path.stem.removesuffix("_vela") + ".tflite")
         model_file.write_bytes(data)
         verification = None
@@ -243,6 +249,8 @@ def export_tflite(
                                       progress)
         vela, final = None, model_file
         if target == "imx93":
+            if npu_data is not None:
+                model_file.write_bytes(npu_data)
             vela, final, compiled_info = compile_for_npu(stages, model_file, workdir, metadata)
             vela["path"] = str(path)
             info = compiled_info | {"stray_ops": info["stray_ops"]}  # describe the file written: Vela's
