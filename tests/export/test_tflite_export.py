@@ -589,6 +589,14 @@ def test_imx93_export_places_everything_on_the_npu(tiny, calib_dir, tmp_path, no
         "yolact_edge_demo_int8_vela.verify.json"]
 
 
+def test_int16_box_tail_refuses_a_graph_it_does_not_know(int8_cpu):
+    """The cpu graph's boxes come from a float CONCATENATION, not a DEQUANTIZE of int8 levels: refused by name."""
+    from yolactedge.export.int16_tail import with_int16_box_tail
+
+    with pytest.raises(ExportError, match="int16 box tail: the boxes output is not a DEQUANTIZE"):
+        with_int16_box_tail(int8_cpu.path.read_bytes(), twin=False)
+
+
 def test_int16_box_tail_is_the_same_model_as_its_twin(int8, tmp_path):
     """The imx93 graph's int16 box tail: per level a QUANTIZE int8 → int16 (which LiteRT refuses: Vela runs it),
     the levels' ADD, CONCATENATION and the output's DEQUANTIZE in int16. Its twin (DEQUANTIZE + QUANTIZE

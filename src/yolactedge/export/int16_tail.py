@@ -36,6 +36,12 @@ def with_int16_box_tail(data: bytes, *, twin: bool) -> bytes:
     if (concat is None or op_type_name(model, dequantize) != "DEQUANTIZE"
             or op_type_name(model, concat) != "CONCATENATION" or "QUANTIZE" not in codes):
         raise ExportError("int16 box tail: the boxes output is not a DEQUANTIZE of the levels' CONCATENATION")
+    readers: dict[int, int] = {}
+    for op in subgraph.operators:
+        for t in op.inputs:
+            readers[int(t)] = readers.get(int(t), 0) + 1
+    if any(readers.get(int(t), 0) != 1 for t in (*concat.inputs, *dequantize.inputs)):
+        raise ExportError("int16 box tail: the boxes' levels feed other operators too, which int16 would break")
 
     def add_tensor(like, dtype, scale=None) -> int:
         tensor = schema.TensorT()
